@@ -1,0 +1,259 @@
+//! Replica configuration: membership with roles, quorums, timing in ticks,
+//! batching and pipelining. Validated once, at start.
+
+use super::ballot::NodeId;
+use super::quorum::{QuorumError, Quorums};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+/// What a node does in the protocol (Paxos Made Simple, §1: proposers,
+/// acceptors, learners). Every node learns: it must apply the log to serve
+/// reads, so `learner` only matters for nodes that do nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Roles {
+    pub proposer: bool,
+    pub acceptor: bool,
+    pub learner: bool,
+}
+
+impl Default for Roles {
+    fn default() -> Self {
+        Roles { proposer: true, acceptor: true, learner: true }
+    }
+}
+
+impl Roles {
+    pub const LEARNER: Roles = Roles { proposer: false, acceptor: false, learner: true };
+
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.proposer {
+            names.push("proposer");
+        }
+        if self.acceptor {
+            names.push("acceptor");
+        }
+        if self.learner {
+            names.push("learner");
+        }
+        names
+    }
+
+    /// Parse role names as written in an inventory ("proposer", "acceptor", "learner").
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Roles, String> {
+        let mut roles = Roles { proposer: false, acceptor: false, learner: true };
+        for name in names {
+            match name.as_ref() {
+                "proposer" => roles.proposer = true,
+                "acceptor" => roles.acceptor = true,
+                "learner" => roles.learner = true,
+                other => return Err(format!("unknown role {other:?} (expected proposer, acceptor or learner)")),
+            }
+        }
+        Ok(roles)
+    }
+}
+
+/// Timing, in ticks of the runtime's clock (10 ms each by default in
+/// `paxos serve`). Defaults follow etcd's advice: the heartbeat is about the
+/// round trip time rounded up generously, and the election timeout is ten
+/// heartbeats so a few lost heartbeats do not trigger an election.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Timing {
+    /// Leader heartbeat interval (default 10 ticks = 100 ms).
+    pub heartbeat: u64,
+    /// Election timeout, drawn uniformly from [min, max] each time the timer
+    /// is reset (default 100..200 ticks = 1-2 s). The spread is what keeps two
+    /// followers from campaigning at the same tick.
+    pub election_min: u64,
+    pub election_max: u64,
+    /// Backoff after a failed or preempted campaign: base × 2^attempts,
+    /// capped, plus jitter of up to the same amount (default 20, cap 400 ticks).
+    pub backoff_base: u64,
+    pub backoff_cap: u64,
+    /// Resend an Accept or a campaign message not answered within this (default 50 ticks).
+    pub retransmit: u64,
+    /// A node re-forwards a client command not yet applied after this (default 100 ticks).
+    pub client_retry: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            heartbeat: 10,
+            election_min: 100,
+            election_max: 200,
+            backoff_base: 20,
+            backoff_cap: 400,
+            retransmit: 50,
+            client_retry: 100,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Tuning {
+    /// Most commands one slot carries (default 256).
+    pub max_batch: usize,
+    /// Most slots the leader has in flight, proposed but not chosen (default 64).
+    pub pipeline_depth: usize,
+    /// Take a snapshot every this many applied slots (default 10,000).
+    pub snapshot_interval: u64,
+    /// Decided entries kept in memory behind a snapshot, so a peer that fell
+    /// only a little behind catches up by entries (default 1,000).
+    pub log_retain: u64,
+    /// Most entries in one catch-up message (default 256).
+    pub catch_up_batch: usize,
+    /// Client sessions remembered for exactly-once answers (default 100,000).
+    pub max_sessions: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            max_batch: 256,
+            pipeline_depth: 64,
+            snapshot_interval: 10_000,
+            log_retain: 1_000,
+            catch_up_batch: 256,
+            max_sessions: crate::state_machine::DEFAULT_MAX_SESSIONS,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    pub id: NodeId,
+    pub members: BTreeMap<NodeId, Roles>,
+    /// Phase-1 and phase-2 quorum sizes; `None` means a majority of acceptors.
+    #[serde(default)]
+    pub phase1_quorum: Option<usize>,
+    #[serde(default)]
+    pub phase2_quorum: Option<usize>,
+    #[serde(default)]
+    pub timing: Timing,
+    #[serde(default)]
+    pub tuning: Tuning,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("node id {0} is not a member of the cluster")]
+    NotAMember(NodeId),
+    #[error("node id 0 is reserved; number nodes from 1")]
+    ZeroId,
+    #[error("the cluster has no proposer; at least one node must have the proposer role")]
+    NoProposers,
+    #[error(transparent)]
+    Quorum(#[from] QuorumError),
+    #[error("timing: {0}")]
+    Timing(String),
+    #[error("tuning: {0}")]
+    Tuning(String),
+}
+
+impl Config {
+    pub fn new(id: NodeId, members: BTreeMap<NodeId, Roles>) -> Self {
+        Config {
+            id,
+            members,
+            phase1_quorum: None,
+            phase2_quorum: None,
+            timing: Timing::default(),
+            tuning: Tuning::default(),
+        }
+    }
+
+    pub fn acceptors(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.members.iter().filter(|(_, r)| r.acceptor).map(|(id, _)| *id)
+    }
+
+    pub fn proposers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.members.iter().filter(|(_, r)| r.proposer).map(|(id, _)| *id)
+    }
+
+    pub fn roles(&self) -> Roles {
+        self.members.get(&self.id).copied().unwrap_or(Roles::LEARNER)
+    }
+
+    /// Check everything a replica relies on; the error says what to change.
+    pub fn validate(&self) -> Result<Quorums, ConfigError> {
+        if self.members.contains_key(&0) || self.id == 0 {
+            return Err(ConfigError::ZeroId);
+        }
+        if !self.members.contains_key(&self.id) {
+            return Err(ConfigError::NotAMember(self.id));
+        }
+        if self.proposers().next().is_none() {
+            return Err(ConfigError::NoProposers);
+        }
+        let quorums = Quorums::resolve(self.acceptors().count(), self.phase1_quorum, self.phase2_quorum)?;
+        let t = &self.timing;
+        if t.heartbeat == 0 || t.retransmit == 0 || t.client_retry == 0 || t.backoff_base == 0 {
+            return Err(ConfigError::Timing(
+                "heartbeat, retransmit, client_retry and backoff_base must be at least 1 tick".into(),
+            ));
+        }
+        if t.election_min <= 2 * t.heartbeat {
+            return Err(ConfigError::Timing(format!(
+                "election_min ({}) must exceed two heartbeats ({}), or one lost heartbeat starts an election",
+                t.election_min,
+                2 * t.heartbeat
+            )));
+        }
+        if t.election_max <= t.election_min {
+            return Err(ConfigError::Timing(format!(
+                "election_max ({}) must be above election_min ({}): the spread is what prevents split votes",
+                t.election_max, t.election_min
+            )));
+        }
+        if t.backoff_cap < t.backoff_base {
+            return Err(ConfigError::Timing("backoff_cap must be at least backoff_base".into()));
+        }
+        let u = &self.tuning;
+        if u.max_batch == 0 || u.pipeline_depth == 0 || u.catch_up_batch == 0 || u.snapshot_interval == 0 {
+            return Err(ConfigError::Tuning(
+                "max_batch, pipeline_depth, catch_up_batch and snapshot_interval must be at least 1".into(),
+            ));
+        }
+        Ok(quorums)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn three() -> BTreeMap<NodeId, Roles> {
+        (1..=3).map(|id| (id, Roles::default())).collect()
+    }
+
+    #[test]
+    fn the_default_three_node_config_is_valid_with_majorities() {
+        let q = Config::new(1, three()).validate().unwrap();
+        assert_eq!((q.phase1, q.phase2), (2, 2));
+    }
+
+    #[test]
+    fn broken_configs_are_refused_with_a_reason() {
+        let mut c = Config::new(4, three());
+        assert_eq!(c.validate(), Err(ConfigError::NotAMember(4)));
+        c.id = 1;
+        c.phase1_quorum = Some(1);
+        assert!(matches!(c.validate(), Err(ConfigError::Quorum(QuorumError::NoIntersection { .. }))));
+        c.phase1_quorum = None;
+        c.timing.election_max = c.timing.election_min;
+        assert!(c.validate().unwrap_err().to_string().contains("split votes"));
+        let learners: BTreeMap<_, _> = (1..=3).map(|id| (id, Roles::LEARNER)).collect();
+        assert_eq!(Config::new(1, learners).validate(), Err(ConfigError::NoProposers));
+    }
+
+    #[test]
+    fn roles_parse_from_inventory_names() {
+        assert_eq!(Roles::from_names(&["acceptor"]).unwrap(), Roles { proposer: false, acceptor: true, learner: true });
+        assert!(Roles::from_names(&["leader"]).unwrap_err().contains("unknown role"));
+    }
+}

@@ -1,0 +1,225 @@
+//! Messages between replicas: one struct per message, the `Message` enum
+//! that tags them on the wire, and the `Envelope` that addresses them.
+
+use super::ballot::{Ballot, NodeId};
+use crate::state_machine::{Command, Entry, KvStore, Slot};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub msg: Message,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    Probe(Probe),
+    ProbeReply(ProbeReply),
+    Prepare(Prepare),
+    Promise(Promise),
+    Accept(Accept),
+    Accepted(Accepted),
+    Nack(Nack),
+    Heartbeat(Heartbeat),
+    HeartbeatReply(HeartbeatReply),
+    CatchUp(CatchUp),
+    Decided(Decided),
+    InstallSnapshot(InstallSnapshot),
+    Forward(Forward),
+    ReadIndex(ReadIndex),
+    ReadIndexReply(ReadIndexReply),
+    TimeoutNow(TimeoutNow),
+}
+
+/// Pre-vote: "would you promise `ballot` if I asked?" An acceptor answers
+/// without changing state, so a node cut off from the cluster cannot inflate
+/// ballots and depose a healthy leader when it comes back (the aim of Raft's
+/// pre-vote, §9.6 of Ongaro's thesis).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Probe {
+    pub ballot: Ballot,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProbeReply {
+    pub ballot: Ballot,
+    pub granted: bool,
+    pub promised: Ballot,
+}
+
+/// Phase 1a for every slot from `first_slot` on (Multi-Paxos runs phase 1
+/// once per leadership, not once per slot).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Prepare {
+    pub ballot: Ballot,
+    pub first_slot: Slot,
+    /// Set by a planned leadership transfer: acceptors waive stickiness.
+    #[serde(default)]
+    pub transfer: bool,
+}
+
+/// A vote an acceptor cast before: value `entry` for `slot` at `ballot`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Vote {
+    pub slot: Slot,
+    pub ballot: Ballot,
+    pub entry: Entry,
+}
+
+/// Phase 1b. `votes` holds every vote for slots at or above the prepare's
+/// `first_slot`; `decided` the entries this acceptor knows were chosen there.
+/// If its log was compacted past `first_slot`, `compacted_through` tells the
+/// new leader to fetch a snapshot before it proposes anything.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Promise {
+    pub ballot: Ballot,
+    pub votes: Vec<Vote>,
+    pub decided: Vec<(Slot, Entry)>,
+    pub commit_index: Slot,
+    pub compacted_through: Slot,
+}
+
+/// Phase 2a for one slot; piggybacks the leader's commit index.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Accept {
+    pub ballot: Ballot,
+    pub slot: Slot,
+    pub entry: Entry,
+    pub commit_index: Slot,
+}
+
+/// Phase 2b.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub ballot: Ballot,
+    pub slot: Slot,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NackReason {
+    /// The acceptor promised a higher ballot.
+    Preempted,
+    /// The acceptor hears from a live leader and will not promise anyone else.
+    LeaderAlive,
+}
+
+/// A refusal of a prepare or accept at `ballot`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Nack {
+    pub ballot: Ballot,
+    pub promised: Ballot,
+    pub reason: NackReason,
+}
+
+/// Sent by the leader every heartbeat interval to every other member.
+/// `read_round` lets followers' replies confirm leadership for reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub ballot: Ballot,
+    pub commit_index: Slot,
+    pub read_round: u64,
+}
+
+/// `ok` is false if the sender promised a higher ballot than the leader's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    pub ballot: Ballot,
+    pub ok: bool,
+    pub read_round: u64,
+    pub promised: Ballot,
+    pub commit_index: Slot,
+}
+
+/// A learner missing decisions from `from_slot` on asks for them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CatchUp {
+    pub from_slot: Slot,
+}
+
+/// Chosen entries, contiguous from `first_slot`, and the sender's commit index.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decided {
+    pub first_slot: Slot,
+    pub entries: Vec<Entry>,
+    pub commit_index: Slot,
+}
+
+/// The state machine after applying every slot below `through`, for a
+/// learner that fell behind past the compacted part of the log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstallSnapshot {
+    pub through: Slot,
+    pub state: KvStore,
+}
+
+/// Client commands a follower hands to the leader.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Forward {
+    pub commands: Vec<Command>,
+}
+
+/// A follower asks the leader for a read index (etcd's ReadIndex).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReadIndex {
+    pub id: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReadIndexReply {
+    pub id: u64,
+    pub index: Slot,
+}
+
+/// Planned transfer: the leader asks the target to campaign at once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimeoutNow {
+    pub ballot: Ballot,
+}
+
+impl Message {
+    /// The wire tag, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Probe(_) => "probe",
+            Message::ProbeReply(_) => "probe_reply",
+            Message::Prepare(_) => "prepare",
+            Message::Promise(_) => "promise",
+            Message::Accept(_) => "accept",
+            Message::Accepted(_) => "accepted",
+            Message::Nack(_) => "nack",
+            Message::Heartbeat(_) => "heartbeat",
+            Message::HeartbeatReply(_) => "heartbeat_reply",
+            Message::CatchUp(_) => "catch_up",
+            Message::Decided(_) => "decided",
+            Message::InstallSnapshot(_) => "install_snapshot",
+            Message::Forward(_) => "forward",
+            Message::ReadIndex(_) => "read_index",
+            Message::ReadIndexReply(_) => "read_index_reply",
+            Message::TimeoutNow(_) => "timeout_now",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_tagged_by_type_on_the_wire() {
+        let msg = Message::Accepted(Accepted { ballot: Ballot::new(3, 1), slot: 9 });
+        let json = serde_json::to_value(&msg).unwrap();
+        assert_eq!(json["type"], "accepted");
+        assert_eq!(json["slot"], 9);
+        let back: Message = serde_json::from_value(json).unwrap();
+        assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn an_unknown_message_type_fails_to_decode() {
+        let err = serde_json::from_str::<Message>(r#"{"type":"launch_missiles"}"#).unwrap_err();
+        assert!(err.to_string().contains("launch_missiles"), "{err}");
+    }
+}

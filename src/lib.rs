@@ -1,0 +1,9 @@
+//! Multi-Paxos over SSH: a replicated log with a key-value state machine.
+//!
+//! `consensus` is the protocol, free of I/O; `storage` makes it durable;
+//! `node` runs it as a daemon; `ssh` carries its messages and the operator
+//! commands of `ops`; `sim` tests the protocol under a seeded faulty network.
+
+pub mod consensus;
+pub mod state_machine;
+pub mod storage;

@@ -1,0 +1,272 @@
+//! The key-value state machine applied to the decided log, in slot order.
+//!
+//! Commands carry (client id, sequence number). The store keeps the last
+//! sequence number and result per client, so a retried command is answered
+//! with its original result instead of being applied twice (the command ids
+//! of "Paxos Made Moderately Complex", §3).
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub type ClientId = u64;
+pub type Slot = u64;
+
+/// An operation on the store. Reads do not go through the log (see
+/// `consensus::reads`), so every variant here is a write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    Put {
+        key: String,
+        value: String,
+    },
+    Delete {
+        key: String,
+    },
+    Cas {
+        key: String,
+        expected: Option<String>,
+        new: String,
+    },
+    /// An opaque value an operator wants agreed; it changes no key.
+    Propose {
+        value: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub client: ClientId,
+    pub seq: u64,
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+/// The value of one log slot: a batch of commands, or a no-op that a new
+/// leader uses to fill a hole (Paxos Made Simple, §3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    Noop,
+    Batch { commands: Vec<Command> },
+}
+
+impl Entry {
+    pub fn commands(&self) -> &[Command] {
+        match self {
+            Entry::Noop => &[],
+            Entry::Batch { commands } => commands,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum OpResult {
+    /// A put: the value it replaced, if any.
+    Put {
+        previous: Option<String>,
+    },
+    Delete {
+        existed: bool,
+    },
+    Cas {
+        swapped: bool,
+        current: Option<String>,
+    },
+    /// A proposed value was agreed in this slot.
+    Proposed {
+        slot: Slot,
+    },
+    /// The client already moved past this sequence number; the original
+    /// result is no longer kept.
+    StaleSequence {
+        last_seq: u64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Session {
+    seq: u64,
+    result: OpResult,
+    last_slot: Slot,
+}
+
+/// What applying one command did. `fresh` is false when the command was a
+/// retry answered from the session table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub result: OpResult,
+    pub fresh: bool,
+}
+
+/// The store. Everything is ordered (BTreeMap) so that two replicas that
+/// applied the same log serialize to the same bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvStore {
+    data: BTreeMap<String, String>,
+    sessions: BTreeMap<ClientId, Session>,
+    /// (last_slot, client) for evicting the least recently active session.
+    #[serde(skip)]
+    by_recency: BTreeSet<(Slot, ClientId)>,
+    max_sessions: usize,
+    proposals: u64,
+}
+
+pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
+
+impl KvStore {
+    pub fn new(max_sessions: usize) -> Self {
+        KvStore { max_sessions: max_sessions.max(1), ..Default::default() }
+    }
+
+    /// Rebuild the recency index after deserializing a snapshot.
+    pub fn reindex(&mut self) {
+        self.by_recency = self.sessions.iter().map(|(c, s)| (s.last_slot, *c)).collect();
+        if self.max_sessions == 0 {
+            self.max_sessions = DEFAULT_MAX_SESSIONS;
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.data.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    pub fn proposals(&self) -> u64 {
+        self.proposals
+    }
+
+    /// The cached answer for a command already applied, if any.
+    pub fn cached(&self, client: ClientId, seq: u64) -> Option<OpResult> {
+        let session = self.sessions.get(&client)?;
+        if seq == session.seq {
+            Some(session.result.clone())
+        } else if seq < session.seq {
+            Some(OpResult::StaleSequence { last_seq: session.seq })
+        } else {
+            None
+        }
+    }
+
+    /// Apply one command decided in `slot`. Exactly once per (client, seq).
+    pub fn apply(&mut self, slot: Slot, command: &Command) -> Applied {
+        if let Some(result) = self.cached(command.client, command.seq) {
+            return Applied { result, fresh: false };
+        }
+        let result = match &command.op {
+            Op::Put { key, value } => OpResult::Put { previous: self.data.insert(key.clone(), value.clone()) },
+            Op::Delete { key } => OpResult::Delete { existed: self.data.remove(key).is_some() },
+            Op::Cas { key, expected, new } => {
+                let current = self.data.get(key).cloned();
+                if current == *expected {
+                    self.data.insert(key.clone(), new.clone());
+                    OpResult::Cas { swapped: true, current: Some(new.clone()) }
+                } else {
+                    OpResult::Cas { swapped: false, current }
+                }
+            }
+            Op::Propose { .. } => {
+                self.proposals += 1;
+                OpResult::Proposed { slot }
+            }
+        };
+        self.remember(command.client, command.seq, slot, result.clone());
+        Applied { result, fresh: true }
+    }
+
+    fn remember(&mut self, client: ClientId, seq: u64, slot: Slot, result: OpResult) {
+        if let Some(old) = self.sessions.insert(client, Session { seq, result, last_slot: slot }) {
+            self.by_recency.remove(&(old.last_slot, client));
+        }
+        self.by_recency.insert((slot, client));
+        while self.sessions.len() > self.max_sessions {
+            let Some(&(oldest_slot, oldest)) = self.by_recency.iter().next() else { break };
+            self.by_recency.remove(&(oldest_slot, oldest));
+            self.sessions.remove(&oldest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(client: ClientId, seq: u64, op: Op) -> Command {
+        Command { client, seq, op }
+    }
+
+    fn put(key: &str, value: &str) -> Op {
+        Op::Put { key: key.into(), value: value.into() }
+    }
+
+    #[test]
+    fn a_retried_command_is_applied_once_and_answered_with_its_first_result() {
+        let mut kv = KvStore::new(10);
+        let first = kv.apply(1, &cmd(7, 1, put("k", "a")));
+        assert!(first.fresh);
+        kv.apply(2, &cmd(8, 1, put("k", "b")));
+        let retry = kv.apply(3, &cmd(7, 1, put("k", "a")));
+        assert!(!retry.fresh);
+        assert_eq!(retry.result, first.result);
+        assert_eq!(kv.get("k").map(String::as_str), Some("b"), "the retry must not overwrite b");
+    }
+
+    #[test]
+    fn an_older_sequence_number_is_reported_stale() {
+        let mut kv = KvStore::new(10);
+        kv.apply(1, &cmd(7, 2, put("k", "a")));
+        let old = kv.apply(2, &cmd(7, 1, put("k", "z")));
+        assert_eq!(old.result, OpResult::StaleSequence { last_seq: 2 });
+        assert_eq!(kv.get("k").map(String::as_str), Some("a"));
+    }
+
+    #[test]
+    fn compare_and_set_swaps_only_on_the_expected_value() {
+        let mut kv = KvStore::new(10);
+        let cas = |e: Option<&str>, n: &str| Op::Cas { key: "k".into(), expected: e.map(Into::into), new: n.into() };
+        assert_eq!(
+            kv.apply(1, &cmd(1, 1, cas(None, "a"))).result,
+            OpResult::Cas { swapped: true, current: Some("a".into()) }
+        );
+        assert_eq!(
+            kv.apply(2, &cmd(1, 2, cas(Some("x"), "b"))).result,
+            OpResult::Cas { swapped: false, current: Some("a".into()) }
+        );
+        assert_eq!(
+            kv.apply(3, &cmd(1, 3, cas(Some("a"), "b"))).result,
+            OpResult::Cas { swapped: true, current: Some("b".into()) }
+        );
+        assert_eq!(kv.apply(4, &cmd(1, 4, Op::Delete { key: "k".into() })).result, OpResult::Delete { existed: true });
+        assert_eq!(kv.get("k"), None);
+    }
+
+    #[test]
+    fn sessions_beyond_the_limit_evict_the_least_recent_client() {
+        let mut kv = KvStore::new(2);
+        kv.apply(1, &cmd(1, 1, put("a", "1")));
+        kv.apply(2, &cmd(2, 1, put("b", "1")));
+        kv.apply(3, &cmd(3, 1, put("c", "1")));
+        assert_eq!(kv.cached(1, 1), None, "client 1 was least recent");
+        assert!(kv.cached(2, 1).is_some());
+        assert!(kv.cached(3, 1).is_some());
+    }
+
+    #[test]
+    fn a_store_survives_a_json_round_trip_with_its_sessions() {
+        let mut kv = KvStore::new(5);
+        kv.apply(1, &cmd(1, 1, put("a", "1")));
+        kv.apply(2, &cmd(1, 2, Op::Propose { value: "hello".into() }));
+        let mut back: KvStore = serde_json::from_str(&serde_json::to_string(&kv).unwrap()).unwrap();
+        back.reindex();
+        assert_eq!(back, kv);
+        assert_eq!(back.cached(1, 2), Some(OpResult::Proposed { slot: 2 }));
+    }
+}
