@@ -144,13 +144,14 @@ impl KvStore {
         self.proposals
     }
 
-    /// The cached answer for a command already applied, if any.
-    pub fn cached(&self, client: ClientId, seq: u64) -> Option<OpResult> {
+    /// The answer for a command already applied, and the slot of the
+    /// client's last command, if any.
+    pub fn cached(&self, client: ClientId, seq: u64) -> Option<(OpResult, Slot)> {
         let session = self.sessions.get(&client)?;
         if seq == session.seq {
-            Some(session.result.clone())
+            Some((session.result.clone(), session.last_slot))
         } else if seq < session.seq {
-            Some(OpResult::StaleSequence { last_seq: session.seq })
+            Some((OpResult::StaleSequence { last_seq: session.seq }, session.last_slot))
         } else {
             None
         }
@@ -158,7 +159,7 @@ impl KvStore {
 
     /// Apply one command decided in `slot`. Exactly once per (client, seq).
     pub fn apply(&mut self, slot: Slot, command: &Command) -> Applied {
-        if let Some(result) = self.cached(command.client, command.seq) {
+        if let Some((result, _)) = self.cached(command.client, command.seq) {
             return Applied { result, fresh: false };
         }
         let result = match &command.op {
@@ -267,6 +268,6 @@ mod tests {
         let mut back: KvStore = serde_json::from_str(&serde_json::to_string(&kv).unwrap()).unwrap();
         back.reindex();
         assert_eq!(back, kv);
-        assert_eq!(back.cached(1, 2), Some(OpResult::Proposed { slot: 2 }));
+        assert_eq!(back.cached(1, 2), Some((OpResult::Proposed { slot: 2 }, 2)));
     }
 }

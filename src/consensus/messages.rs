@@ -68,17 +68,17 @@ pub struct Vote {
     pub entry: Entry,
 }
 
-/// Phase 1b. `votes` holds every vote for slots at or above the prepare's
-/// `first_slot`; `decided` the entries this acceptor knows were chosen there.
-/// If its log was compacted past `first_slot`, `compacted_through` tells the
-/// new leader to fetch a snapshot before it proposes anything.
+/// Phase 1b. Every slot below `commit_index` is decided at this acceptor and
+/// not reported: the new leader proposes nothing there and learns those
+/// entries by catch-up. For slots at or above both `commit_index` and the
+/// prepare's `first_slot`, `votes` holds this acceptor's votes and `decided`
+/// the entries it knows were chosen (beyond a gap in its log).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Promise {
     pub ballot: Ballot,
     pub votes: Vec<Vote>,
     pub decided: Vec<(Slot, Entry)>,
     pub commit_index: Slot,
-    pub compacted_through: Slot,
 }
 
 /// Phase 2a for one slot; piggybacks the leader's commit index.

@@ -1,7 +1,383 @@
 //! The Multi-Paxos protocol as a pure state machine (sans-IO).
+//!
+//! A `Replica` is driven by `step(Input) -> Outputs`: time arrives as ticks,
+//! randomness from a seeded generator, and every effect leaves as data. The
+//! same code runs in the daemon (`crate::node`) and in the deterministic
+//! simulation (`crate::sim`). Handlers are `impl Replica` blocks split by role:
+//! `acceptor.rs`, `leader.rs`, `learner.rs`, `election.rs`, `clients.rs`,
+//! `reads.rs`.
 
 pub mod ballot;
 pub mod config;
 pub mod messages;
 pub mod quorum;
 pub mod records;
+pub mod rng;
+
+mod acceptor;
+mod clients;
+mod election;
+mod leader;
+mod learner;
+mod reads;
+mod recovery;
+
+use crate::state_machine::{ClientId, Command, Entry, KvStore, OpResult, Slot};
+use ballot::{Ballot, NodeId};
+use clients::ClientState;
+use config::{Config, ConfigError, Roles};
+use election::Role;
+use messages::{Envelope, Message};
+use quorum::Quorums;
+use reads::ReadState;
+use records::{Record, Recovered, Snapshot};
+use rng::Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Identifies a request of the runtime (an operator command waiting for its
+/// answer); the core hands it back in the matching `Reply`.
+pub type RequestId = u64;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// One tick of logical time.
+    Tick,
+    /// A message from a peer (or from this node to itself).
+    Receive(Envelope),
+    /// A client command to be agreed and applied.
+    Submit { request: RequestId, command: Command },
+    /// A read of one key: linearizable (confirmed by a quorum) or a stale local read.
+    Read { request: RequestId, key: String, linearizable: bool },
+    /// Hand leadership to `to`, or to the best other proposer.
+    TransferLeadership { request: RequestId, to: Option<NodeId> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    Applied { slot: Slot, result: OpResult },
+    Value { value: Option<String>, index: Slot },
+    Transferred { to: NodeId },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ClientError {
+    #[error("this node is not the leader (leader: {})", leader.map_or("unknown".to_string(), |l| l.to_string()))]
+    NotLeader { leader: Option<NodeId> },
+    #[error("cannot transfer leadership: {0}")]
+    BadTarget(String),
+    #[error("leadership transfer to node {0} did not complete within the election timeout")]
+    TransferTimedOut(NodeId),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reply {
+    pub request: RequestId,
+    pub outcome: Result<Response, ClientError>,
+}
+
+/// A decided slot as it was applied, in slot order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AppliedEntry {
+    pub slot: Slot,
+    pub entry: Entry,
+}
+
+/// Everything one step asks the runtime to do.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    /// Messages that depend on nothing unsaved: send now.
+    pub send: Vec<Envelope>,
+    /// Records to append to durable storage, in order.
+    pub persist: Vec<Record>,
+    /// Messages that may leave only once `persist` is durable (promises and
+    /// votes: Paxos Made Simple §2.3).
+    pub send_after_persist: Vec<Envelope>,
+    /// Entries applied to the state machine in this step, in slot order.
+    pub applied: Vec<AppliedEntry>,
+    /// Answers to requests.
+    pub replies: Vec<Reply>,
+    /// A snapshot to store; storage may then compact records below it.
+    pub snapshot: Option<Snapshot>,
+}
+
+impl Outputs {
+    pub fn is_empty(&self) -> bool {
+        self.send.is_empty()
+            && self.persist.is_empty()
+            && self.send_after_persist.is_empty()
+            && self.applied.is_empty()
+            && self.replies.is_empty()
+            && self.snapshot.is_none()
+    }
+}
+
+/// One slot of the in-memory log.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SlotState {
+    /// The ballot of this acceptor's vote in the slot, if it voted.
+    pub vote: Option<Ballot>,
+    /// The voted value, or the chosen one once `decided`.
+    pub entry: Entry,
+    pub decided: bool,
+}
+
+/// What an operator sees of a replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub id: NodeId,
+    pub roles: Roles,
+    pub role: String,
+    pub leader: Option<NodeId>,
+    pub ballot: Ballot,
+    pub promised: Ballot,
+    pub commit_index: Slot,
+    pub applied_index: Slot,
+    pub log_start: Slot,
+    pub snapshot_through: Slot,
+    pub ticks_since_leader: Option<u64>,
+    pub pending_requests: usize,
+    pub in_flight: usize,
+    pub elections_started: u64,
+}
+
+pub struct Replica {
+    cfg: Config,
+    quorums: Quorums,
+    roles: Roles,
+    /// Every member but this one, sorted.
+    others: Vec<NodeId>,
+    acceptors: Vec<NodeId>,
+    rng: Rng,
+    now: u64,
+
+    // Acceptor state (durable: Promised and Accepted records).
+    promised: Ballot,
+    /// Highest round seen in any ballot, so a campaign always goes above it.
+    max_round: u64,
+
+    // The log and the state machine.
+    log: BTreeMap<Slot, SlotState>,
+    log_start: Slot,
+    snapshot_through: Slot,
+    commit_index: Slot,
+    applied: Slot,
+    /// Highest commit index any peer told us about (for catch-up).
+    known_commit: Slot,
+    last_catch_up: Option<u64>,
+    kv: KvStore,
+
+    // Leadership.
+    role: Role,
+    leader: Option<NodeId>,
+    leader_ballot: Ballot,
+    last_leader_contact: Option<u64>,
+    election_deadline: u64,
+    backoff_attempts: u32,
+    no_campaign_before: u64,
+    elections_started: u64,
+
+    transfers: Vec<election::TransferWaiter>,
+    clients: ClientState,
+    reads: ReadState,
+    out: Outputs,
+}
+
+impl Replica {
+    /// A replica restarting from what storage recovered (empty on first start).
+    pub fn new(cfg: Config, seed: u64, recovered: Recovered) -> Result<Self, ConfigError> {
+        let quorums = cfg.validate()?;
+        let roles = cfg.roles();
+        let others = cfg.members.keys().copied().filter(|id| *id != cfg.id).collect();
+        let acceptors = cfg.acceptors().collect();
+        let kv = KvStore::new(cfg.tuning.max_sessions);
+        let mut replica = Replica {
+            rng: Rng::new(seed ^ cfg.id.wrapping_mul(0x2545_F491_4F6C_DD1D)),
+            cfg,
+            quorums,
+            roles,
+            others,
+            acceptors,
+            now: 0,
+            promised: Ballot::ZERO,
+            max_round: 0,
+            log: BTreeMap::new(),
+            log_start: 0,
+            snapshot_through: 0,
+            commit_index: 0,
+            applied: 0,
+            known_commit: 0,
+            last_catch_up: None,
+            kv,
+            role: Role::Follower,
+            leader: None,
+            leader_ballot: Ballot::ZERO,
+            last_leader_contact: None,
+            election_deadline: 0,
+            backoff_attempts: 0,
+            no_campaign_before: 0,
+            elections_started: 0,
+            transfers: Vec::new(),
+            clients: ClientState::default(),
+            reads: ReadState::default(),
+            out: Outputs::default(),
+        };
+        replica.restore(recovered);
+        replica.reset_election_timer();
+        Ok(replica)
+    }
+
+    /// Advance the replica by one input and return what it asks for.
+    pub fn step(&mut self, input: Input) -> Outputs {
+        match input {
+            Input::Tick => self.on_tick(),
+            Input::Receive(env) => self.on_message(env.from, env.msg),
+            Input::Submit { request, command } => self.on_submit(request, command),
+            Input::Read { request, key, linearizable } => self.on_read(request, key, linearizable),
+            Input::TransferLeadership { request, to } => self.on_transfer(request, to),
+        }
+        self.flush();
+        std::mem::take(&mut self.out)
+    }
+
+    fn on_tick(&mut self) {
+        self.now += 1;
+        self.tick_election();
+        self.tick_leader();
+        self.tick_learner();
+        self.tick_clients();
+        self.tick_reads();
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: Message) {
+        if from == 0 || (from != self.cfg.id && !self.cfg.members.contains_key(&from)) {
+            return;
+        }
+        match msg {
+            Message::Probe(m) => self.on_probe(from, m),
+            Message::ProbeReply(m) => self.on_probe_reply(from, m),
+            Message::Prepare(m) => self.on_prepare(from, m),
+            Message::Promise(m) => self.on_promise(from, m),
+            Message::Accept(m) => self.on_accept(from, m),
+            Message::Accepted(m) => self.on_accepted(from, m),
+            Message::Nack(m) => self.on_nack(from, m),
+            Message::Heartbeat(m) => self.on_heartbeat(from, m),
+            Message::HeartbeatReply(m) => self.on_heartbeat_reply(from, m),
+            Message::CatchUp(m) => self.on_catch_up(from, m),
+            Message::Decided(m) => self.on_decided(from, m),
+            Message::InstallSnapshot(m) => self.on_install_snapshot(from, m),
+            Message::Forward(m) => self.on_forward(m),
+            Message::ReadIndex(m) => self.on_read_index(from, m),
+            Message::ReadIndexReply(m) => self.on_read_index_reply(m),
+            Message::TimeoutNow(m) => self.on_timeout_now(from, m),
+        }
+    }
+
+    /// End of every step: propose what is queued, forward what waits for a
+    /// leader, apply what was decided, answer reads that became answerable.
+    fn flush(&mut self) {
+        self.propose_queued();
+        self.flush_forwards();
+        self.apply_decided();
+        self.flush_reads();
+    }
+
+    // ---- small shared helpers ----
+
+    pub(crate) fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+
+    fn send(&mut self, to: NodeId, msg: Message) {
+        self.out.send.push(Envelope { from: self.cfg.id, to, msg });
+    }
+
+    fn send_after_persist(&mut self, to: NodeId, msg: Message) {
+        self.out.send_after_persist.push(Envelope { from: self.cfg.id, to, msg });
+    }
+
+    fn persist(&mut self, record: Record) {
+        self.out.persist.push(record);
+    }
+
+    fn reply(&mut self, request: RequestId, outcome: Result<Response, ClientError>) {
+        self.out.replies.push(Reply { request, outcome });
+    }
+
+    fn is_acceptor(&self, id: NodeId) -> bool {
+        self.cfg.members.get(&id).is_some_and(|r| r.acceptor)
+    }
+
+    fn note_ballot(&mut self, ballot: Ballot) {
+        self.max_round = self.max_round.max(ballot.round);
+    }
+
+    // ---- read-only views for the runtime and operators ----
+
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.cfg.id,
+            roles: self.roles,
+            role: self.role.name().to_string(),
+            leader: self.leader,
+            ballot: self.leader_ballot,
+            promised: self.promised,
+            commit_index: self.commit_index,
+            applied_index: self.applied,
+            log_start: self.log_start,
+            snapshot_through: self.snapshot_through,
+            ticks_since_leader: self.last_leader_contact.map(|t| self.now - t),
+            pending_requests: self.clients.pending_len(),
+            in_flight: self.role.in_flight(),
+            elections_started: self.elections_started,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader(_))
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    pub fn commit_index(&self) -> Slot {
+        self.commit_index
+    }
+
+    pub fn applied_index(&self) -> Slot {
+        self.applied
+    }
+
+    pub fn store(&self) -> &KvStore {
+        &self.kv
+    }
+
+    /// Decided entries from `from` (clamped to what memory holds), at most `limit`.
+    pub fn decided_entries(&self, from: Slot, limit: usize) -> Vec<AppliedEntry> {
+        self.log
+            .range(from.max(self.log_start)..self.commit_index)
+            .take(limit)
+            .map(|(slot, s)| AppliedEntry { slot: *slot, entry: s.entry.clone() })
+            .collect()
+    }
+
+    /// The decided entry of one slot, if memory still holds it.
+    pub fn decided(&self, slot: Slot) -> Option<&Entry> {
+        (slot < self.commit_index).then(|| self.log.get(&slot).map(|s| &s.entry)).flatten()
+    }
+
+    /// The answer already recorded for a client command, if any.
+    pub fn cached_result(&self, client: ClientId, seq: u64) -> Option<OpResult> {
+        self.kv.cached(client, seq).map(|(result, _)| result)
+    }
+}

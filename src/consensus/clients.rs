@@ -1,0 +1,131 @@
+//! Client commands: a command waits at the node it was submitted to until
+//! that node applies it. Followers forward it to the leader (batched per
+//! step) and forward it again after a timeout or a leader change; the state
+//! machine's session table makes those retries safe.
+
+use super::messages::{Forward, Message};
+use super::{Replica, RequestId, Response};
+use crate::state_machine::{ClientId, Command};
+use std::collections::BTreeMap;
+
+#[derive(Debug)]
+struct Pending {
+    requests: Vec<RequestId>,
+    command: Command,
+    last_sent: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ClientState {
+    pending: BTreeMap<(ClientId, u64), Pending>,
+    forward: Vec<Command>,
+}
+
+impl ClientState {
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+impl Replica {
+    pub(super) fn on_submit(&mut self, request: RequestId, command: Command) {
+        if let Some((result, slot)) = self.kv.cached(command.client, command.seq) {
+            self.reply(request, Ok(Response::Applied { slot, result }));
+            return;
+        }
+        let key = (command.client, command.seq);
+        if let Some(p) = self.clients.pending.get_mut(&key) {
+            p.requests.push(request);
+            return;
+        }
+        self.clients
+            .pending
+            .insert(key, Pending { requests: vec![request], command: command.clone(), last_sent: None });
+        self.route(command);
+    }
+
+    /// Hand a command to the leader: our own queue, or the forward batch.
+    fn route(&mut self, command: Command) {
+        let now = self.now;
+        if let Some(p) = self.clients.pending.get_mut(&(command.client, command.seq)) {
+            p.last_sent = Some(now);
+        }
+        if self.is_leader() {
+            self.leader_enqueue(command);
+        } else if self.leader.is_some() {
+            self.clients.forward.push(command);
+        }
+    }
+
+    pub(super) fn flush_forwards(&mut self) {
+        if self.clients.forward.is_empty() {
+            return;
+        }
+        let commands = std::mem::take(&mut self.clients.forward);
+        match self.leader {
+            Some(leader) if leader != self.id() => self.send(leader, Message::Forward(Forward { commands })),
+            // The leader changed during this step; the retry timer resends.
+            _ => {}
+        }
+    }
+
+    pub(super) fn tick_clients(&mut self) {
+        let retry = self.cfg.timing.client_retry;
+        let now = self.now;
+        let due: Vec<Command> = self
+            .clients
+            .pending
+            .values()
+            .filter(|p| p.last_sent.is_none_or(|t| now >= t + retry))
+            .map(|p| p.command.clone())
+            .collect();
+        for command in due {
+            self.route(command);
+        }
+    }
+
+    /// A new leader is known: resend everything still waiting, now.
+    pub(super) fn on_leader_change(&mut self) {
+        let waiting: Vec<Command> = self.clients.pending.values().map(|p| p.command.clone()).collect();
+        for command in waiting {
+            self.route(command);
+        }
+        self.reads_on_leader_change();
+    }
+
+    pub(super) fn on_forward(&mut self, m: Forward) {
+        // A follower that is no longer leader drops forwarded commands: their
+        // origin retries them with the leader it learns about.
+        if self.is_leader() {
+            for command in m.commands {
+                self.leader_enqueue(command);
+            }
+        }
+    }
+
+    pub(super) fn on_command_applied(&mut self, command: &Command, response: Response) {
+        if let super::election::Role::Leader(ls) = &mut self.role {
+            ls.queued.remove(&(command.client, command.seq));
+        }
+        if let Some(p) = self.clients.pending.remove(&(command.client, command.seq)) {
+            for request in p.requests {
+                self.reply(request, Ok(response.clone()));
+            }
+        }
+    }
+
+    /// After installing a snapshot, commands applied inside it are answered
+    /// from the session table.
+    pub(super) fn answer_from_sessions(&mut self) {
+        let done: Vec<(ClientId, u64)> =
+            self.clients.pending.keys().copied().filter(|(c, s)| self.kv.cached(*c, *s).is_some()).collect();
+        for (client, seq) in done {
+            let Some((result, slot)) = self.kv.cached(client, seq) else { continue };
+            if let Some(p) = self.clients.pending.remove(&(client, seq)) {
+                for request in p.requests {
+                    self.reply(request, Ok(Response::Applied { slot, result: result.clone() }));
+                }
+            }
+        }
+    }
+}

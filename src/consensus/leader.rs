@@ -1,0 +1,304 @@
+//! The proposer as leader: becoming leader from a phase-1 quorum, then
+//! phase 2 pipelined (many slots in flight) and batched (many commands per
+//! slot), with retransmission, heartbeats and check-quorum.
+
+use super::ballot::{Ballot, NodeId};
+use super::election::Role;
+use super::messages::{Accept, Accepted, CatchUp, Decided, Heartbeat, HeartbeatReply, Message, Promise};
+use super::records::Record;
+use super::{Replica, SlotState};
+use crate::state_machine::{ClientId, Command, Entry, Slot};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+#[derive(Debug)]
+pub(crate) struct Proposal {
+    entry: Entry,
+    votes: BTreeSet<NodeId>,
+    sent_at: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct LeaderState {
+    pub ballot: Ballot,
+    pub next_slot: Slot,
+    pub in_flight: BTreeMap<Slot, Proposal>,
+    /// Commands waiting for a slot, and the ids of every command queued or
+    /// in flight, so a retried command is not proposed twice.
+    pub queue: VecDeque<Command>,
+    pub queued: BTreeSet<(ClientId, u64)>,
+    /// Tick of the last reply from each member in this ballot.
+    pub last_ack: BTreeMap<NodeId, u64>,
+    pub since: u64,
+    pub last_heartbeat: u64,
+    pub announced_commit: Slot,
+}
+
+impl Replica {
+    pub(super) fn on_promise(&mut self, from: NodeId, p: Promise) {
+        if !self.is_acceptor(from) {
+            return;
+        }
+        let phase1 = self.quorums.phase1;
+        let Role::Preparing(c) = &mut self.role else { return };
+        if c.ballot != p.ballot {
+            return;
+        }
+        c.promises.insert(from, p);
+        if c.promises.len() >= phase1 {
+            self.become_leader();
+        }
+    }
+
+    /// Phase 1 succeeded: re-propose, for every slot from the first one not
+    /// known decided, the value of the highest-ballot vote in the promises,
+    /// and fill holes with no-ops (Paxos Made Simple §3).
+    fn become_leader(&mut self) {
+        let Role::Preparing(c) = std::mem::replace(&mut self.role, Role::Follower) else { return };
+        let ballot = c.ballot;
+        // Slots below every promiser's commit index are decided; learn them
+        // from the most advanced promiser instead of proposing there.
+        let (ahead, ahead_commit) =
+            c.promises.iter().map(|(id, p)| (*id, p.commit_index)).max_by_key(|(_, ci)| *ci).unwrap_or((self.id(), 0));
+        let start = self.commit_index.max(ahead_commit);
+        let mut values: BTreeMap<Slot, (Option<Ballot>, Entry)> = BTreeMap::new();
+        for (slot, state) in self.log.range(start..) {
+            if state.decided {
+                values.insert(*slot, (None, state.entry.clone()));
+            }
+        }
+        for p in c.promises.into_values() {
+            for (slot, entry) in p.decided.into_iter().filter(|(s, _)| *s >= start) {
+                self.learn_decided(slot, entry.clone());
+                values.insert(slot, (None, entry));
+            }
+            for v in p.votes.into_iter().filter(|v| v.slot >= start) {
+                let slot_value = values.entry(v.slot).or_insert((Some(v.ballot), v.entry.clone()));
+                // `None` marks a decided value, which outranks every vote.
+                if slot_value.0.is_some_and(|b| v.ballot > b) {
+                    *slot_value = (Some(v.ballot), v.entry);
+                }
+            }
+        }
+        let next_slot = values.keys().next_back().map_or(start, |s| s + 1);
+        self.role = Role::Leader(Box::new(LeaderState {
+            ballot,
+            next_slot,
+            in_flight: BTreeMap::new(),
+            queue: VecDeque::new(),
+            queued: BTreeSet::new(),
+            last_ack: BTreeMap::new(),
+            since: self.now,
+            last_heartbeat: self.now,
+            announced_commit: self.commit_index,
+        }));
+        self.leader = Some(self.id());
+        self.leader_ballot = ballot;
+        self.last_leader_contact = Some(self.now);
+        self.backoff_attempts = 0;
+        self.reads_on_become_leader();
+        for slot in start..next_slot {
+            let entry = values.remove(&slot).map_or(Entry::Noop, |(_, e)| e);
+            self.propose(slot, entry);
+        }
+        if ahead_commit > self.commit_index && ahead != self.id() {
+            self.send(ahead, Message::CatchUp(CatchUp { from_slot: self.commit_index }));
+            self.last_catch_up = Some(self.now);
+        }
+        self.broadcast_heartbeat(0);
+        self.on_leader_change();
+        self.advance_commit();
+    }
+
+    fn leader_state(&mut self) -> Option<&mut LeaderState> {
+        match &mut self.role {
+            Role::Leader(ls) => Some(ls),
+            _ => None,
+        }
+    }
+
+    /// Phase 2a for one slot, to every acceptor (this node included, through
+    /// the runtime's loopback, so its own vote is durable before it counts).
+    fn propose(&mut self, slot: Slot, entry: Entry) {
+        let now = self.now;
+        let commit_index = self.commit_index;
+        let Some(ls) = self.leader_state() else { return };
+        let ballot = ls.ballot;
+        ls.in_flight.insert(slot, Proposal { entry: entry.clone(), votes: BTreeSet::new(), sent_at: now });
+        ls.next_slot = ls.next_slot.max(slot + 1);
+        let accept = Accept { ballot, slot, entry, commit_index };
+        for acceptor in self.acceptors.clone() {
+            self.send(acceptor, Message::Accept(accept.clone()));
+        }
+    }
+
+    /// Queue a client command for a slot unless it is already applied or queued.
+    pub(super) fn leader_enqueue(&mut self, command: Command) {
+        if self.kv.cached(command.client, command.seq).is_some() {
+            return;
+        }
+        let Some(ls) = self.leader_state() else { return };
+        if ls.queued.insert((command.client, command.seq)) {
+            ls.queue.push_back(command);
+        }
+    }
+
+    /// Fill the pipeline: up to `pipeline_depth` slots in flight, each
+    /// carrying up to `max_batch` commands. Under load the window is full and
+    /// the queue grows, so batches grow by themselves.
+    pub(super) fn propose_queued(&mut self) {
+        let (depth, max_batch) = (self.cfg.tuning.pipeline_depth, self.cfg.tuning.max_batch);
+        loop {
+            let Some(ls) = self.leader_state() else { return };
+            if ls.queue.is_empty() || ls.in_flight.len() >= depth {
+                return;
+            }
+            let take = ls.queue.len().min(max_batch);
+            let commands: Vec<Command> = ls.queue.drain(..take).collect();
+            let slot = ls.next_slot;
+            self.propose(slot, Entry::Batch { commands });
+        }
+    }
+
+    pub(super) fn on_accepted(&mut self, from: NodeId, a: Accepted) {
+        let (now, phase2) = (self.now, self.quorums.phase2);
+        let acceptor = self.is_acceptor(from);
+        let Some(ls) = self.leader_state() else { return };
+        if a.ballot != ls.ballot || !acceptor {
+            return;
+        }
+        ls.last_ack.insert(from, now);
+        let Some(proposal) = ls.in_flight.get_mut(&a.slot) else { return };
+        proposal.votes.insert(from);
+        if proposal.votes.len() >= phase2 {
+            let Some(proposal) = ls.in_flight.remove(&a.slot) else { return };
+            let ballot = ls.ballot;
+            self.chosen(a.slot, ballot, proposal.entry);
+        }
+    }
+
+    /// A phase-2 quorum voted: the value is chosen.
+    fn chosen(&mut self, slot: Slot, ballot: Ballot, entry: Entry) {
+        match self.log.get_mut(&slot) {
+            // Our own vote for this very value is already in the log ahead of
+            // the commit marker that will cover it.
+            Some(state) if state.vote == Some(ballot) => state.decided = true,
+            _ => self.learn_decided(slot, entry),
+        }
+        self.advance_commit();
+    }
+
+    /// Record a decision learned from someone else's votes.
+    pub(super) fn learn_decided(&mut self, slot: Slot, entry: Entry) {
+        if slot < self.log_start || self.log.get(&slot).is_some_and(|s| s.decided) {
+            return;
+        }
+        let vote = self.log.get(&slot).and_then(|s| s.vote);
+        self.persist(Record::Decided { slot, entry: entry.clone() });
+        self.log.insert(slot, SlotState { vote, entry, decided: true });
+    }
+
+    pub(super) fn broadcast_heartbeat(&mut self, read_round: u64) {
+        let now = self.now;
+        let commit_index = self.commit_index;
+        let Some(ls) = self.leader_state() else { return };
+        ls.last_heartbeat = now;
+        ls.announced_commit = commit_index;
+        let heartbeat = Heartbeat { ballot: ls.ballot, commit_index, read_round };
+        for peer in self.others.clone() {
+            self.send(peer, Message::Heartbeat(heartbeat.clone()));
+        }
+    }
+
+    pub(super) fn tick_leader(&mut self) {
+        let (now, timing) = (self.now, self.cfg.timing);
+        let id = self.id();
+        let acceptors = self.acceptors.clone();
+        let Some(ls) = self.leader_state() else { return };
+        ls.last_ack.insert(id, now);
+        let due_heartbeat = now >= ls.last_heartbeat + timing.heartbeat;
+        let mut resend = Vec::new();
+        for (slot, p) in ls.in_flight.iter_mut() {
+            if now >= p.sent_at + timing.retransmit {
+                p.sent_at = now;
+                resend.push((*slot, p.entry.clone(), p.votes.clone()));
+            }
+        }
+        let ballot = ls.ballot;
+        let checked = now >= ls.since + timing.election_min;
+        let recent =
+            ls.last_ack.iter().filter(|(n, t)| now - **t < timing.election_min && acceptors.contains(n)).count();
+        if checked && recent < self.quorums.phase2 {
+            // Check-quorum: a leader that cannot reach a quorum steps down,
+            // so clients stop waiting on it and a reachable node can lead.
+            self.step_down();
+            return;
+        }
+        let commit_index = self.commit_index;
+        for (slot, entry, votes) in resend {
+            let accept = Accept { ballot, slot, entry, commit_index };
+            for acceptor in self.acceptors.clone().into_iter().filter(|a| !votes.contains(a)) {
+                self.send(acceptor, Message::Accept(accept.clone()));
+            }
+        }
+        if due_heartbeat {
+            let round = self.reads.round_sent;
+            self.broadcast_heartbeat(round);
+        }
+    }
+
+    /// After a step in which the commit index moved: tell followers at once
+    /// (so they can apply and answer their clients), and push decided entries
+    /// to learners that vote on nothing.
+    pub(super) fn announce_commit(&mut self) {
+        let commit_index = self.commit_index;
+        let Some(ls) = self.leader_state() else { return };
+        if ls.announced_commit >= commit_index {
+            return;
+        }
+        let from = ls.announced_commit;
+        let round = self.reads.round_sent;
+        self.broadcast_heartbeat(round);
+        let learners: Vec<NodeId> = self.others.iter().copied().filter(|n| !self.is_acceptor(*n)).collect();
+        if !learners.is_empty() {
+            let entries: Vec<Entry> = self.log.range(from..commit_index).map(|(_, s)| s.entry.clone()).collect();
+            let decided = Decided { first_slot: from, entries, commit_index };
+            for learner in learners {
+                self.send(learner, Message::Decided(decided.clone()));
+            }
+        }
+    }
+
+    pub(super) fn on_heartbeat_reply(&mut self, from: NodeId, r: HeartbeatReply) {
+        self.note_ballot(r.promised);
+        let now = self.now;
+        let Some(ls) = self.leader_state() else { return };
+        if r.ballot != ls.ballot {
+            return;
+        }
+        if !r.ok && r.promised > ls.ballot {
+            self.step_down();
+            return;
+        }
+        ls.last_ack.insert(from, now);
+        if self.is_acceptor(from) {
+            self.reads_ack(from, r.read_round);
+        }
+    }
+
+    pub(super) fn on_heartbeat(&mut self, from: NodeId, hb: Heartbeat) {
+        self.note_ballot(hb.ballot);
+        let ok = hb.ballot >= self.promised;
+        if ok {
+            self.hear_from_leader(from, hb.ballot);
+            self.learn_commit(from, hb.ballot, hb.commit_index);
+        }
+        let reply = HeartbeatReply {
+            ballot: hb.ballot,
+            ok,
+            read_round: hb.read_round,
+            promised: self.promised,
+            commit_index: self.commit_index,
+        };
+        self.send(from, Message::HeartbeatReply(reply));
+    }
+}

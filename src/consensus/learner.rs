@@ -1,0 +1,153 @@
+//! The learner: which slots are decided, applying them in slot order exactly
+//! once, catching up from peers by entries or by snapshot, and taking
+//! snapshots so the log can be compacted.
+
+use super::ballot::{Ballot, NodeId};
+use super::messages::{CatchUp, Decided, InstallSnapshot, Message};
+use super::records::{Record, Snapshot};
+use super::{AppliedEntry, Replica, Response};
+use crate::state_machine::{Entry, Slot};
+
+impl Replica {
+    /// A leader at `ballot` says every slot below `commit` is decided. Our
+    /// vote in such a slot is the chosen value exactly when it was cast at
+    /// that same ballot (a leader proposes one value per slot per ballot);
+    /// any other slot must be fetched.
+    pub(super) fn learn_commit(&mut self, from: NodeId, ballot: Ballot, commit: Slot) {
+        self.known_commit = self.known_commit.max(commit);
+        let mut slot = self.commit_index;
+        while slot < commit {
+            match self.log.get_mut(&slot) {
+                Some(state) if state.decided => {}
+                Some(state) if state.vote == Some(ballot) => state.decided = true,
+                _ => break,
+            }
+            slot += 1;
+        }
+        self.advance_commit();
+        if self.commit_index < self.known_commit {
+            self.request_catch_up(from);
+        }
+    }
+
+    /// Move the commit index over every contiguous decided slot, and record
+    /// the new index (after the records of the decisions it covers).
+    pub(super) fn advance_commit(&mut self) {
+        let before = self.commit_index;
+        while self.log.get(&self.commit_index).is_some_and(|s| s.decided) {
+            self.commit_index += 1;
+        }
+        if self.commit_index > before {
+            self.known_commit = self.known_commit.max(self.commit_index);
+            self.persist(Record::Committed { through: self.commit_index });
+        }
+    }
+
+    fn request_catch_up(&mut self, target: NodeId) {
+        let due = self.last_catch_up.is_none_or(|t| self.now >= t + self.cfg.timing.retransmit);
+        if due && target != self.id() {
+            self.last_catch_up = Some(self.now);
+            self.send(target, Message::CatchUp(CatchUp { from_slot: self.commit_index }));
+        }
+    }
+
+    pub(super) fn tick_learner(&mut self) {
+        if self.commit_index >= self.known_commit {
+            return;
+        }
+        let target = match self.leader.filter(|l| *l != self.id()) {
+            Some(leader) => leader,
+            None if self.others.is_empty() => return,
+            None => self.others[self.rng.between(0, self.others.len() as u64 - 1) as usize],
+        };
+        self.request_catch_up(target);
+    }
+
+    pub(super) fn on_catch_up(&mut self, from: NodeId, m: CatchUp) {
+        if m.from_slot >= self.commit_index {
+            return;
+        }
+        if m.from_slot < self.log_start {
+            // What the peer needs was compacted away here: send the state instead.
+            let snapshot = InstallSnapshot { through: self.applied, state: self.kv.clone() };
+            self.send(from, Message::InstallSnapshot(snapshot));
+            return;
+        }
+        let entries: Vec<Entry> = self
+            .log
+            .range(m.from_slot..self.commit_index)
+            .take(self.cfg.tuning.catch_up_batch)
+            .map(|(_, s)| s.entry.clone())
+            .collect();
+        let decided = Decided { first_slot: m.from_slot, entries, commit_index: self.commit_index };
+        self.send(from, Message::Decided(decided));
+    }
+
+    pub(super) fn on_decided(&mut self, from: NodeId, m: Decided) {
+        self.known_commit = self.known_commit.max(m.commit_index);
+        let before = self.commit_index;
+        for (slot, entry) in (m.first_slot..).zip(m.entries) {
+            if slot >= self.commit_index {
+                self.learn_decided(slot, entry);
+            }
+        }
+        self.advance_commit();
+        if self.commit_index > before && self.commit_index < self.known_commit {
+            // Progress: ask for the next batch at once.
+            self.last_catch_up = None;
+            self.request_catch_up(from);
+        }
+    }
+
+    pub(super) fn on_install_snapshot(&mut self, _from: NodeId, m: InstallSnapshot) {
+        if m.through <= self.applied {
+            return;
+        }
+        let mut state = m.state;
+        state.reindex();
+        self.kv = state;
+        self.applied = m.through;
+        self.snapshot_through = m.through;
+        self.log_start = m.through;
+        self.log = self.log.split_off(&m.through);
+        self.commit_index = self.commit_index.max(m.through);
+        self.known_commit = self.known_commit.max(m.through);
+        // The runtime stores the snapshot before the records of this step,
+        // so a commit marker past it never outlives it on disk.
+        self.out.snapshot = Some(Snapshot { through: m.through, state: self.kv.clone() });
+        self.answer_from_sessions();
+        self.advance_commit();
+    }
+
+    /// Apply every decided slot not applied yet, in slot order.
+    pub(super) fn apply_decided(&mut self) {
+        self.announce_commit();
+        while self.applied < self.commit_index {
+            let slot = self.applied;
+            let Some(state) = self.log.get(&slot) else { break };
+            let entry = state.entry.clone();
+            for command in entry.commands() {
+                let applied = self.kv.apply(slot, command);
+                let response = Response::Applied { slot, result: applied.result };
+                self.on_command_applied(command, response);
+            }
+            self.out.applied.push(AppliedEntry { slot, entry });
+            self.applied += 1;
+        }
+        self.maybe_snapshot();
+    }
+
+    fn maybe_snapshot(&mut self) {
+        let tuning = &self.cfg.tuning;
+        if self.applied < self.snapshot_through + tuning.snapshot_interval {
+            return;
+        }
+        self.snapshot_through = self.applied;
+        self.out.snapshot = Some(Snapshot { through: self.applied, state: self.kv.clone() });
+        let keep_from = self.applied.saturating_sub(tuning.log_retain);
+        if keep_from > self.log_start {
+            self.log = self.log.split_off(&keep_from);
+            self.log_start = keep_from;
+        }
+    }
+}

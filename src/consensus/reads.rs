@@ -1,0 +1,171 @@
+//! Linearizable reads without writing to the log (the read-index method of
+//! Raft's thesis §6.4, as etcd does it): the leader notes the end of its log,
+//! confirms with a phase-2 quorum of heartbeat replies that no higher ballot
+//! exists, and the read is answered once the node has applied that far.
+//! A phase-2 quorum meets every phase-1 quorum, so a newer leader could not
+//! have been elected unseen.
+
+use super::ballot::NodeId;
+use super::messages::{Message, ReadIndex, ReadIndexReply};
+use super::{Replica, RequestId, Response};
+use crate::state_machine::Slot;
+use std::collections::BTreeMap;
+
+#[derive(Debug)]
+enum Waiter {
+    Local { request: RequestId, key: String },
+    Remote { node: NodeId, id: u64 },
+}
+
+#[derive(Debug)]
+struct LeaderRead {
+    round: u64,
+    index: Slot,
+    waiter: Waiter,
+}
+
+#[derive(Debug)]
+struct RemoteRead {
+    request: RequestId,
+    key: String,
+    sent_at: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ReadState {
+    next_id: u64,
+    /// Highest read round broadcast by this leader.
+    pub round_sent: u64,
+    /// Highest round each acceptor confirmed, this leadership.
+    acks: BTreeMap<NodeId, u64>,
+    confirming: Vec<LeaderRead>,
+    /// Confirmed reads waiting for the local state machine: (index, request, key).
+    waiting_apply: Vec<(Slot, RequestId, String)>,
+    /// Reads this follower asked the leader an index for.
+    remote: BTreeMap<u64, RemoteRead>,
+    /// Reads that wait for a leader to be known.
+    parked: Vec<(RequestId, String)>,
+}
+
+impl Replica {
+    pub(super) fn on_read(&mut self, request: RequestId, key: String, linearizable: bool) {
+        if !linearizable {
+            let value = self.kv.get(&key).cloned();
+            self.reply(request, Ok(Response::Value { value, index: self.applied }));
+            return;
+        }
+        self.route_read(request, key);
+    }
+
+    fn route_read(&mut self, request: RequestId, key: String) {
+        match self.leader {
+            _ if self.is_leader() => self.leader_read(Waiter::Local { request, key }),
+            Some(leader) => {
+                self.reads.next_id += 1;
+                let id = self.reads.next_id;
+                self.reads.remote.insert(id, RemoteRead { request, key, sent_at: self.now });
+                self.send(leader, Message::ReadIndex(ReadIndex { id }));
+            }
+            None => self.reads.parked.push((request, key)),
+        }
+    }
+
+    fn leader_read(&mut self, waiter: Waiter) {
+        let index = match &self.role {
+            super::election::Role::Leader(ls) => ls.next_slot,
+            _ => return,
+        };
+        let round = self.reads.round_sent + 1;
+        self.reads.confirming.push(LeaderRead { round, index, waiter });
+    }
+
+    pub(super) fn on_read_index(&mut self, from: NodeId, m: ReadIndex) {
+        if self.is_leader() {
+            self.leader_read(Waiter::Remote { node: from, id: m.id });
+        }
+    }
+
+    pub(super) fn on_read_index_reply(&mut self, m: ReadIndexReply) {
+        if let Some(r) = self.reads.remote.remove(&m.id) {
+            self.reads.waiting_apply.push((m.index, r.request, r.key));
+        }
+    }
+
+    pub(super) fn reads_ack(&mut self, from: NodeId, round: u64) {
+        let acked = self.reads.acks.entry(from).or_default();
+        *acked = (*acked).max(round);
+    }
+
+    /// End of step: start a confirmation round if reads wait for one, settle
+    /// confirmed reads, answer reads whose index is applied.
+    pub(super) fn flush_reads(&mut self) {
+        if self.is_leader() {
+            if self.reads.confirming.iter().any(|r| r.round > self.reads.round_sent) {
+                self.reads.round_sent += 1;
+                let round = self.reads.round_sent;
+                if self.roles.acceptor {
+                    self.reads_ack(self.id(), round);
+                }
+                self.broadcast_heartbeat(round);
+            }
+            let phase2 = self.quorums.phase2;
+            let acks = &self.reads.acks;
+            let (confirmed, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads.confirming)
+                .into_iter()
+                .partition(|r| acks.values().filter(|a| **a >= r.round).count() >= phase2);
+            self.reads.confirming = waiting;
+            for read in confirmed {
+                match read.waiter {
+                    Waiter::Local { request, key } => self.reads.waiting_apply.push((read.index, request, key)),
+                    Waiter::Remote { node, id } => {
+                        self.send(node, Message::ReadIndexReply(ReadIndexReply { id, index: read.index }))
+                    }
+                }
+            }
+        }
+        let applied = self.applied;
+        let (ready, later): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.reads.waiting_apply).into_iter().partition(|(index, _, _)| *index <= applied);
+        self.reads.waiting_apply = later;
+        for (_, request, key) in ready {
+            let value = self.kv.get(&key).cloned();
+            self.reply(request, Ok(Response::Value { value, index: applied }));
+        }
+    }
+
+    pub(super) fn tick_reads(&mut self) {
+        let retry = self.cfg.timing.client_retry;
+        let now = self.now;
+        let stale: Vec<u64> =
+            self.reads.remote.iter().filter(|(_, r)| now >= r.sent_at + retry).map(|(id, _)| *id).collect();
+        for id in stale {
+            if let Some(r) = self.reads.remote.remove(&id) {
+                self.route_read(r.request, r.key);
+            }
+        }
+    }
+
+    /// Reads parked for want of a leader, or sent to an old one, go again.
+    pub(super) fn reads_on_leader_change(&mut self) {
+        let parked = std::mem::take(&mut self.reads.parked);
+        let remote = std::mem::take(&mut self.reads.remote);
+        for (request, key) in parked.into_iter().chain(remote.into_values().map(|r| (r.request, r.key))) {
+            self.route_read(request, key);
+        }
+    }
+
+    pub(super) fn reads_on_become_leader(&mut self) {
+        self.reads.acks.clear();
+    }
+
+    /// A leader stepping down keeps its own clients' reads (they are retried
+    /// with the next leader) and drops followers' (they retry themselves).
+    pub(super) fn reads_on_step_down(&mut self) {
+        for read in std::mem::take(&mut self.reads.confirming) {
+            if let Waiter::Local { request, key } = read.waiter {
+                self.reads.parked.push((request, key));
+            }
+        }
+        self.reads.acks.clear();
+    }
+}
