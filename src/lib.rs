@@ -7,3 +7,4 @@
 pub mod consensus;
 pub mod state_machine;
 pub mod storage;
+pub mod sim;

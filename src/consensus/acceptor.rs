@@ -59,15 +59,19 @@ impl Replica {
             self.nack(from, a.ballot, NackReason::Preempted);
             return;
         }
-        // Accepting implies promising (recovery takes the promise as the
-        // highest of Promised and Accepted ballots, so no extra record).
-        self.promised = a.ballot;
+        // Accepting implies promising. The promise gets its own record: the
+        // vote that implies it may be compacted away with its slot.
+        if a.ballot > self.promised {
+            self.promised = a.ballot;
+            self.persist(Record::Promised { ballot: a.ballot });
+        }
         self.hear_from_leader(from, a.ballot);
         let reply = Message::Accepted(Accepted { ballot: a.ballot, slot: a.slot });
         if a.slot < self.log_start {
             // Decided and folded into a snapshot already: the value proposed
-            // is necessarily the chosen one, and the snapshot is durable.
-            self.send(from, reply);
+            // is necessarily the chosen one, and the snapshot is durable. The
+            // reply still waits for the promise it may have raised.
+            self.send_after_persist(from, reply);
         } else {
             match self.log.get_mut(&a.slot) {
                 Some(state) if state.decided => {

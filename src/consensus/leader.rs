@@ -100,6 +100,7 @@ impl Replica {
             let entry = values.remove(&slot).map_or(Entry::Noop, |(_, e)| e);
             self.propose(slot, entry);
         }
+        self.known_commit = self.known_commit.max(ahead_commit);
         if ahead_commit > self.commit_index && ahead != self.id() {
             self.send(ahead, Message::CatchUp(CatchUp { from_slot: self.commit_index }));
             self.last_catch_up = Some(self.now);
@@ -280,6 +281,7 @@ impl Replica {
             return;
         }
         ls.last_ack.insert(from, now);
+        self.known_commit = self.known_commit.max(r.commit_index);
         if self.is_acceptor(from) {
             self.reads_ack(from, r.read_round);
         }

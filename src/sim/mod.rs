@@ -1,0 +1,311 @@
+//! Deterministic simulation of a whole cluster: the real `Replica` code over
+//! a seeded faulty network with crash-restart, checked after every step for
+//! agreement, in-order exactly-once application, durable promises and, at
+//! the end, linearizability of the clients' history and liveness once the
+//! network is stable. A run is a pure function of its seed.
+
+pub mod linearizability;
+pub mod network;
+mod workload;
+mod world;
+
+use crate::consensus::ballot::NodeId;
+use crate::consensus::config::{Config, Roles, Timing, Tuning};
+use crate::consensus::rng::Rng;
+use crate::consensus::Input;
+use crate::state_machine::{Command, Op};
+use network::{LinkFaults, Network};
+use std::collections::BTreeMap;
+use std::fmt;
+use workload::Client;
+use world::World;
+
+/// A property that failed, with what replays it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub seed: u64,
+    pub tick: u64,
+    pub what: String,
+}
+
+impl Failure {
+    fn new(seed: u64, tick: u64, what: String) -> Self {
+        Failure { seed, tick, what }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "seed {} failed at tick {}: {}\n  replay: cargo run --release -- simulate --seed {}",
+            self.seed, self.tick, self.what, self.seed
+        )
+    }
+}
+
+/// What one seed did, for the summary line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    pub shape: &'static str,
+    pub slots: u64,
+    pub operations: usize,
+    pub acked_writes: usize,
+    pub crashes: u32,
+    pub partitions: u32,
+    pub messages: u64,
+    pub liveness_ticks: u64,
+}
+
+/// Ticks within which, once the network is healed and stable and every node
+/// is up, a leader must exist and a new command must be applied. Derived from
+/// the simulation timing: an election timeout, a few backoffs at their cap,
+/// and the round trips of phase 1 and phase 2.
+pub const LIVENESS_BOUND: u64 = 400;
+
+/// Timing in ticks for the simulation: the same ratios as the defaults,
+/// scaled down so a run covers many elections.
+pub fn sim_timing() -> Timing {
+    Timing { heartbeat: 2, election_min: 12, election_max: 24, backoff_base: 2, backoff_cap: 32, retransmit: 6, client_retry: 12 }
+}
+
+fn full() -> Roles {
+    Roles::default()
+}
+
+/// Cluster shapes the seeds rotate through, mixed roles and flexible quorums included.
+fn shape(seed: u64) -> (&'static str, Vec<Config>) {
+    let acceptor_only = Roles { proposer: false, acceptor: true, learner: true };
+    let proposer_acceptor = full();
+    let (name, members, q1, q2): (&'static str, Vec<(NodeId, Roles)>, Option<usize>, Option<usize>) = match seed % 4 {
+        0 => ("3 full nodes", (1..=3).map(|i| (i, full())).collect(), None, None),
+        1 => ("5 full nodes", (1..=5).map(|i| (i, full())).collect(), None, None),
+        2 => (
+            "3 acceptors (2 proposers) + 2 learners",
+            vec![(1, proposer_acceptor), (2, proposer_acceptor), (3, acceptor_only), (4, Roles::LEARNER), (5, Roles::LEARNER)],
+            None,
+            None,
+        ),
+        _ => (
+            "5 acceptors, 3 proposers, flexible quorums 4/2",
+            vec![(1, full()), (2, full()), (3, full()), (4, acceptor_only), (5, acceptor_only)],
+            Some(4),
+            Some(2),
+        ),
+    };
+    let members: BTreeMap<NodeId, Roles> = members.into_iter().collect();
+    let tuning = Tuning { max_batch: 3, pipeline_depth: 4, snapshot_interval: 25, log_retain: 6, catch_up_batch: 5, max_sessions: 1000 };
+    let configs = members
+        .keys()
+        .map(|id| Config {
+            id: *id,
+            members: members.clone(),
+            phase1_quorum: q1,
+            phase2_quorum: q2,
+            timing: sim_timing(),
+            tuning: tuning.clone(),
+        })
+        .collect();
+    (name, configs)
+}
+
+/// Knobs of one run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub fault_ticks: u64,
+    pub clients: usize,
+    pub ops_per_client: u32,
+    pub client_timeout: u64,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan { fault_ticks: 700, clients: 4, ops_per_client: 25, client_timeout: 40 }
+    }
+}
+
+/// Run one seed: faults, then a stable network, checking everything.
+pub fn run_seed(seed: u64, plan: &Plan) -> Result<Report, Failure> {
+    let mut rng = Rng::new(seed);
+    // Some seeds are calm, some stormy: loss up to 25%, duplication up to 5%.
+    let faults = LinkFaults {
+        loss: rng.between(0, 25) as f64 / 100.0,
+        duplicate: rng.between(0, 5) as f64 / 100.0,
+        max_delay: rng.between(1, 6),
+    };
+    let (shape_name, configs) = shape(seed);
+    let mut world = World::new(seed, configs, Network::new(seed ^ 0x5eed, faults))?;
+    world.crash_before_sync = 0.002;
+    world.clients = (0..plan.clients).map(|i| Client::new(i, plan.ops_per_client)).collect();
+    let mut report = Report { shape: shape_name, ..Default::default() };
+
+    while world.now < plan.fault_ticks {
+        inject_faults(&mut world, &mut rng, &mut report)?;
+        drive_clients(&mut world, &mut rng, plan)?;
+        world.tick()?;
+    }
+
+    // Heal everything and check liveness within a bound.
+    world.net.heal();
+    world.net.faults = LinkFaults::STABLE;
+    world.crash_before_sync = 0.0;
+    for id in world.ids() {
+        world.restart(id)?;
+    }
+    let healed_at = world.now;
+    let probe = Command { client: 1, seq: 1, op: Op::Propose { value: format!("liveness-{seed}") } };
+    let target = world.ids()[rng.between(0, world.ids().len() as u64 - 1) as usize];
+    let request = world.new_request((usize::MAX, 0));
+    world.input(target, Input::Submit { request, command: probe })?;
+    while !world.operator_replies.contains_key(&request) {
+        if world.now >= healed_at + LIVENESS_BOUND {
+            let what = format!(
+                "liveness: {} ticks after healing, the command sent to node {target} is not applied\n{}",
+                LIVENESS_BOUND,
+                world.describe()
+            );
+            return Err(Failure::new(seed, world.now, what));
+        }
+        drive_clients(&mut world, &mut rng, plan)?;
+        world.tick()?;
+    }
+    report.liveness_ticks = world.now - healed_at;
+    // Let the clients finish and every node catch up, within a bound.
+    let settle_deadline = world.now + 4 * LIVENESS_BOUND;
+    loop {
+        drive_clients(&mut world, &mut rng, plan)?;
+        world.tick()?;
+        let done = world.clients.iter().all(|c| c.done()) && world.check_states_converged().is_ok();
+        if done {
+            break;
+        }
+        if world.now >= settle_deadline {
+            world.check_states_converged()?;
+            return Err(Failure::new(seed, world.now, "clients did not finish on a stable network".into()));
+        }
+    }
+    report.slots = world.check_states_converged()?;
+    if world.leaders().len() != 1 {
+        return Err(Failure::new(seed, world.now, format!("stable network but leaders {:?}", world.leaders())));
+    }
+    report.operations = world.recorder.completed();
+    report.acked_writes = world.acked.len();
+    report.messages = world.net.delivered;
+    let recorder = std::mem::take(&mut world.recorder);
+    recorder.check().map_err(|e| Failure::new(seed, world.now, format!("linearizability: {e}")))?;
+    Ok(report)
+}
+
+fn inject_faults(world: &mut World, rng: &mut Rng, report: &mut Report) -> Result<(), Failure> {
+    let ids = world.ids();
+    let up = world.up();
+    // Leaders are where the interesting failures are: half the faults aim at one.
+    let leader = world.leaders().first().copied().filter(|_| rng.chance(0.5));
+    if rng.chance(0.004) && ids.len() - up.len() < world.max_down {
+        let victim = leader.unwrap_or_else(|| up[rng.between(0, up.len() as u64 - 1) as usize]);
+        world.crash(victim);
+        report.crashes += 1;
+    }
+    for id in ids.iter().filter(|id| !up.contains(id)) {
+        if rng.chance(0.02) {
+            world.restart(*id)?;
+        }
+    }
+    if !world.net.is_partitioned() && rng.chance(0.004) {
+        report.partitions += 1;
+        let a = leader.unwrap_or_else(|| ids[rng.between(0, ids.len() as u64 - 1) as usize]);
+        match rng.between(0, 2) {
+            0 => world.net.isolate(&[a], &ids),
+            1 => {
+                let group: Vec<NodeId> = ids.iter().copied().filter(|_| rng.chance(0.5)).collect();
+                world.net.isolate(&group, &ids);
+            }
+            _ => {
+                let b = ids[rng.between(0, ids.len() as u64 - 1) as usize];
+                if a != b {
+                    world.net.block(a, b);
+                }
+            }
+        }
+    } else if world.net.is_partitioned() && rng.chance(0.01) {
+        world.net.heal();
+    }
+    if rng.chance(0.002) {
+        if let Some(leader) = world.leaders().first().copied() {
+            let to = if rng.chance(0.5) { Some(ids[rng.between(0, ids.len() as u64 - 1) as usize]) } else { None };
+            let request = world.new_request((usize::MAX, 0));
+            world.input(leader, Input::TransferLeadership { request, to })?;
+        }
+    }
+    Ok(())
+}
+
+fn drive_clients(world: &mut World, rng: &mut Rng, plan: &Plan) -> Result<(), Failure> {
+    let up = world.up();
+    for i in 0..world.clients.len() {
+        let now = world.now;
+        let input = if world.clients[i].busy() {
+            if !world.clients[i].needs_retry(now, plan.client_timeout) {
+                continue;
+            }
+            let number = world.clients[i].current_number().expect("busy client has an operation");
+            let request = world.new_request((i, number));
+            world.clients[i].retry(now, request)
+        } else if rng.chance(0.2) {
+            let request = world.new_request((i, u64::MAX));
+            let mut recorder = std::mem::take(&mut world.recorder);
+            let input = world.clients[i].start(now, rng, &mut recorder, request);
+            world.recorder = recorder;
+            if let Some(number) = world.clients[i].current_number() {
+                world.requests.insert(request, (i, number));
+            }
+            input
+        } else {
+            None
+        };
+        if let (Some(input), Some(node)) = (input, workload::pick(rng, &up)) {
+            world.input(node, input)?;
+        }
+    }
+    Ok(())
+}
+
+/// A panic inside the core (a debug assertion, say) is a failure of its seed too.
+pub fn run_caught(seed: u64, plan: &Plan) -> Result<Report, Failure> {
+    std::panic::catch_unwind(|| run_seed(seed, plan)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(Failure::new(seed, 0, format!("panicked: {what}")))
+    })
+}
+
+/// Run seeds `first..first + count` on `threads` threads; the failures, by seed.
+pub fn run_seeds(first: u64, count: u64, threads: usize, plan: &Plan) -> (Vec<Report>, Vec<Failure>) {
+    let threads = threads.max(1) as u64;
+    let results: Vec<Result<Report, Failure>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    (first..first + count)
+                        .filter(|s| (s - first) % threads == t)
+                        .map(|s| run_caught(s, plan))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("simulation thread panicked")).collect()
+    });
+    let mut reports = Vec::new();
+    let mut failures = Vec::new();
+    for r in results {
+        match r {
+            Ok(report) => reports.push(report),
+            Err(f) => failures.push(f),
+        }
+    }
+    failures.sort_by_key(|f| f.seed);
+    (reports, failures)
+}

@@ -1,0 +1,100 @@
+//! A seeded faulty network: loss, duplication, reordering by random delay,
+//! and directed partitions (a symmetric partition blocks both directions).
+
+use crate::consensus::ballot::NodeId;
+use crate::consensus::messages::Envelope;
+use crate::consensus::rng::Rng;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinkFaults {
+    pub loss: f64,
+    pub duplicate: f64,
+    /// Delivery takes 1..=max_delay ticks; different delays reorder messages.
+    pub max_delay: u64,
+}
+
+impl LinkFaults {
+    pub const STABLE: LinkFaults = LinkFaults { loss: 0.0, duplicate: 0.0, max_delay: 2 };
+}
+
+pub struct Network {
+    rng: Rng,
+    pub faults: LinkFaults,
+    /// (deliver_at, sequence) -> message; the sequence keeps ties deterministic.
+    in_flight: BTreeMap<(u64, u64), Envelope>,
+    sequence: u64,
+    blocked: BTreeSet<(NodeId, NodeId)>,
+    pub delivered: u64,
+    pub dropped: u64,
+}
+
+impl Network {
+    pub fn new(seed: u64, faults: LinkFaults) -> Self {
+        Network {
+            rng: Rng::new(seed),
+            faults,
+            in_flight: BTreeMap::new(),
+            sequence: 0,
+            blocked: BTreeSet::new(),
+            delivered: 0,
+            dropped: 0,
+        }
+    }
+
+    pub fn send(&mut self, now: u64, env: Envelope) {
+        if self.blocked.contains(&(env.from, env.to)) || self.rng.chance(self.faults.loss) {
+            self.dropped += 1;
+            return;
+        }
+        let copies = if self.rng.chance(self.faults.duplicate) { 2 } else { 1 };
+        for _ in 0..copies {
+            let at = now + self.rng.between(1, self.faults.max_delay.max(1));
+            self.sequence += 1;
+            self.in_flight.insert((at, self.sequence), env.clone());
+        }
+    }
+
+    /// Every message due at or before `now`, in delivery order. A partition
+    /// that appeared while a message was in flight also drops it.
+    pub fn due(&mut self, now: u64) -> Vec<Envelope> {
+        let later = self.in_flight.split_off(&(now + 1, 0));
+        let due = std::mem::replace(&mut self.in_flight, later);
+        let mut out = Vec::with_capacity(due.len());
+        for env in due.into_values() {
+            if self.blocked.contains(&(env.from, env.to)) {
+                self.dropped += 1;
+            } else {
+                self.delivered += 1;
+                out.push(env);
+            }
+        }
+        out
+    }
+
+    pub fn block(&mut self, from: NodeId, to: NodeId) {
+        self.blocked.insert((from, to));
+    }
+
+    /// Cut `group` off from everyone else, both ways.
+    pub fn isolate(&mut self, group: &[NodeId], all: &[NodeId]) {
+        for a in group {
+            for b in all.iter().filter(|b| !group.contains(b)) {
+                self.block(*a, *b);
+                self.block(*b, *a);
+            }
+        }
+    }
+
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+    }
+
+    pub fn is_partitioned(&self) -> bool {
+        !self.blocked.is_empty()
+    }
+
+    pub fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+}
