@@ -11,8 +11,11 @@
 //! yet synced survive a `save_snapshot` as still-unsynced records, and are
 //! lost by a crash.
 
+pub mod compaction;
+pub mod snapshot;
 pub mod wal;
 
+pub use compaction::compact;
 pub use wal::Wal;
 
 use crate::consensus::records::{Record, Recovered, Snapshot};
