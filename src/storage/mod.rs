@@ -12,10 +12,14 @@
 //! lost by a crash.
 
 pub mod compaction;
+pub mod disk;
+pub mod mem;
 pub mod snapshot;
 pub mod wal;
 
 pub use compaction::compact;
+pub use disk::DiskStorage;
+pub use mem::MemStorage;
 pub use wal::Wal;
 
 use crate::consensus::records::{Record, Recovered, Snapshot};
