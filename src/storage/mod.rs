@@ -5,6 +5,22 @@
 //! The runtime calls `append` for every record a step asked for, then one
 //! `sync` for all of them (group commit), and only then sends the messages
 //! that depended on them.
+//!
+//! Both implementations share one meaning: only `sync` (and `save_snapshot`
+//! for the snapshot itself) makes anything durable; records appended but not
+//! yet synced survive a `save_snapshot` as still-unsynced records, and are
+//! lost by a crash.
+
+pub mod compaction;
+pub mod disk;
+pub mod mem;
+pub mod snapshot;
+pub mod wal;
+
+pub use compaction::compact;
+pub use disk::DiskStorage;
+pub use mem::MemStorage;
+pub use wal::Wal;
 
 use crate::consensus::records::{Record, Recovered, Snapshot};
 use std::path::PathBuf;
@@ -18,9 +34,12 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// Data that was written intact is damaged, so starting could forget a
+    /// promise or a vote. `offset` is the byte offset of the bad frame (or
+    /// of the damaged header, for a snapshot).
     #[error(
-        "{path}: corrupt record at byte offset {offset}: {reason}; the log is damaged before its tail, \
-         so refusing to start (restore the data directory from a peer or a backup)"
+        "{path}: corrupt data at byte offset {offset}: {reason}; refusing to start \
+         (restore the data directory from a peer or a backup)"
     )]
     Corrupt { path: PathBuf, offset: u64, reason: String },
 }
@@ -36,4 +55,29 @@ pub trait Storage {
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError>;
     /// Everything durable, for a replica that is starting.
     fn recover(&mut self) -> Result<Recovered, StorageError>;
+}
+
+impl StorageError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StorageError::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+        StorageError::Corrupt { path: path.into(), offset, reason: reason.into() }
+    }
+}
+
+/// The directory a file lives in ("." for a bare file name).
+pub(crate) fn parent_dir(path: &std::path::Path) -> &std::path::Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    }
+}
+
+/// Make a create, rename or removal in `dir` durable. A renamed or new file
+/// whose directory entry was never synced can vanish in a crash together
+/// with every fsynced byte in it.
+pub(crate) fn sync_dir(dir: &std::path::Path) -> Result<(), StorageError> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StorageError::io(dir, e))
 }

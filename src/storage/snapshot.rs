@@ -1,0 +1,157 @@
+//! The newest snapshot of the state machine, in one file replaced
+//! atomically.
+//!
+//! Layout: `[8 bytes "PAXSNAP1"][u64 LE payload length][u32 LE CRC32 of
+//! payload][payload = the Snapshot as JSON]`. The header lets a load tell a
+//! damaged or truncated snapshot from a good one: once the log is compacted
+//! the snapshot is the only copy of the slots below it, so a damaged one
+//! must stop the node, not be read as an empty store.
+
+use super::wal::remove_leftover;
+use super::{StorageError, sync_dir};
+use crate::consensus::records::Snapshot;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The snapshot's file name inside the data directory.
+pub const SNAPSHOT_FILE: &str = "snapshot.bin";
+/// Where a snapshot is written before it is renamed into place.
+pub const SNAPSHOT_TMP_FILE: &str = "snapshot.tmp";
+
+const MAGIC: &[u8; 8] = b"PAXSNAP1";
+const HEADER_LEN: usize = 8 + 8 + 4;
+
+pub fn path_in(dir: &Path) -> PathBuf {
+    dir.join(SNAPSHOT_FILE)
+}
+
+/// Write `snapshot` durably and atomically into `dir`: to `snapshot.tmp`,
+/// fsync, rename over `snapshot.bin`, fsync the directory. A crash leaves
+/// the old snapshot or the new one, never a mix.
+pub fn save(dir: &Path, snapshot: &Snapshot) -> Result<(), StorageError> {
+    let tmp = dir.join(SNAPSHOT_TMP_FILE);
+    let bytes = encode(snapshot).map_err(|e| StorageError::io(&tmp, e))?;
+    let written = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).and_then(|mut f| {
+        f.write_all(&bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(StorageError::io(&tmp, e));
+    }
+    let path = path_in(dir);
+    if let Err(e) = fs::rename(&tmp, &path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(StorageError::io(&path, e));
+    }
+    sync_dir(dir)
+}
+
+/// The snapshot in `dir`, if one was ever saved. A leftover `snapshot.tmp`
+/// is never read: it was not renamed into place, so it is not a snapshot.
+pub fn load(dir: &Path) -> Result<Option<Snapshot>, StorageError> {
+    let path = path_in(dir);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StorageError::io(&path, e)),
+    };
+    decode(&path, &bytes).map(Some)
+}
+
+/// Remove a `snapshot.tmp` that a crash left behind.
+pub fn remove_leftover_tmp(dir: &Path) -> Result<(), StorageError> {
+    remove_leftover(&dir.join(SNAPSHOT_TMP_FILE))
+}
+
+fn encode(snapshot: &Snapshot) -> io::Result<Vec<u8>> {
+    let payload = serde_json::to_vec(snapshot)?;
+    let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    Ok(bytes)
+}
+
+fn decode(path: &Path, bytes: &[u8]) -> Result<Snapshot, StorageError> {
+    let corrupt = |offset: usize, reason: String| StorageError::corrupt(path, offset as u64, reason);
+    let Some((header, payload)) = bytes.split_at_checked(HEADER_LEN) else {
+        return Err(corrupt(0, format!("the snapshot is {} bytes, shorter than its header", bytes.len())));
+    };
+    if &header[..8] != MAGIC {
+        return Err(corrupt(0, "the file does not start with the snapshot marker PAXSNAP1".into()));
+    }
+    let mut len = [0; 8];
+    len.copy_from_slice(&header[8..16]);
+    let len = u64::from_le_bytes(len);
+    if len != payload.len() as u64 {
+        return Err(corrupt(
+            8,
+            format!(
+                "the header says {len} bytes of snapshot follow, but {} do: the snapshot is damaged",
+                payload.len()
+            ),
+        ));
+    }
+    let stored = u32::from_le_bytes([header[16], header[17], header[18], header[19]]);
+    let computed = crc32fast::hash(payload);
+    if stored != computed {
+        return Err(corrupt(
+            HEADER_LEN,
+            format!(
+                "snapshot checksum mismatch (stored {stored:08x}, computed {computed:08x}): the snapshot is damaged"
+            ),
+        ));
+    }
+    let mut snapshot: Snapshot = serde_json::from_slice(payload)
+        .map_err(|e| corrupt(HEADER_LEN, format!("the snapshot's checksum is intact but it does not decode: {e}")))?;
+    snapshot.state.reindex();
+    Ok(snapshot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state_machine::{Command, KvStore, Op};
+
+    fn snapshot(through: u64) -> Snapshot {
+        let mut state = KvStore::new(10);
+        for slot in 0..through {
+            state
+                .apply(slot, &Command { client: 7, seq: slot + 1, op: Op::Put { key: "k".into(), value: "v".into() } });
+        }
+        Snapshot { through, state }
+    }
+
+    #[test]
+    fn a_saved_snapshot_loads_back_with_its_client_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load(dir.path()).unwrap(), None, "no snapshot yet");
+        save(dir.path(), &snapshot(3)).unwrap();
+        save(dir.path(), &snapshot(5)).unwrap();
+        let back = load(dir.path()).unwrap().unwrap();
+        assert_eq!(back, snapshot(5));
+        assert!(!dir.path().join(SNAPSHOT_TMP_FILE).exists());
+    }
+
+    #[test]
+    fn a_snapshot_cut_short_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), &snapshot(2)).unwrap();
+        let path = path_in(dir.path());
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        let err = load(dir.path()).unwrap_err();
+        assert!(matches!(err, StorageError::Corrupt { offset: 8, .. }), "{err}");
+        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_snapshot_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(path_in(dir.path()), b"{\"through\":1}").unwrap();
+        assert!(matches!(load(dir.path()), Err(StorageError::Corrupt { offset: 0, .. })));
+    }
+}
