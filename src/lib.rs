@@ -5,5 +5,6 @@
 //! commands of `ops`; `sim` tests the protocol under a seeded faulty network.
 
 pub mod consensus;
+pub mod keys;
 pub mod state_machine;
 pub mod storage;
