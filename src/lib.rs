@@ -6,5 +6,6 @@
 
 pub mod consensus;
 pub mod keys;
+pub mod ssh;
 pub mod state_machine;
 pub mod storage;
