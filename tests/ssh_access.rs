@@ -88,6 +88,17 @@ async fn operator_exit_status_and_stderr() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_command_still_ends_its_channel() {
+    let f = fixture().await;
+    let client = connect(&f, &f.operator).await.unwrap();
+    let out = tokio::time::timeout(WAIT, client.run("paxos panic")).await.expect("the channel must end").unwrap();
+    assert_eq!(out.exit_status, Some(70));
+    // The connection is still usable.
+    let out = client.run("paxos status").await.unwrap();
+    assert_eq!(out.exit_status, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_may_not_run_commands_and_unknown_subsystems_fail() {
     let f = fixture().await;
     let peer = connect(&f, &f.peer).await.unwrap();

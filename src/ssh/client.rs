@@ -188,7 +188,7 @@ impl SshClient {
         let channel = self.open_subsystem("paxos").await?;
         let (read, write) = channel.split();
         Ok(Console {
-            tx: ConsoleTx { write, _client: self.handle.clone() },
+            tx: ConsoleTx { write, addr: self.addr.clone(), _client: self.handle.clone() },
             rx: ConsoleRx {
                 lines: Lines::new(read),
                 exit_status: None,
@@ -248,6 +248,7 @@ impl Console {
 
 pub struct ConsoleTx {
     write: ChannelWriteHalf<Msg>,
+    addr: String,
     _client: Arc<client::Handle<PinnedHostKey>>,
 }
 
@@ -256,7 +257,7 @@ impl ConsoleTx {
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        self.write.data_bytes(bytes).await.map_err(|source| SshError::Session { addr: "console".into(), source })
+        self.write.data_bytes(bytes).await.map_err(|source| SshError::Session { addr: self.addr.clone(), source })
     }
 
     /// Sends EOF: the server's console ends after answering what it has.

@@ -13,7 +13,7 @@
 use super::frame::{self, FrameError, PEER_SUBSYSTEM};
 use super::{SshError, stdin};
 use crate::keys::fingerprint;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use russh::keys::{PrivateKey, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Server as _, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,6 +124,9 @@ pub struct SshServer {
 pub fn is_operator_command(line: &str) -> bool {
     line == "paxos" || line.starts_with("paxos ")
 }
+
+/// Exit status for a command that panicked (sysexits' EX_SOFTWARE).
+const EXIT_SOFTWARE: u32 = 70;
 
 /// Bound on channels opened but not yet given a subsystem or command.
 const MAX_IDLE_CHANNELS: usize = 16;
@@ -285,8 +289,17 @@ impl<M: DeserializeOwned + Send + 'static> Connection<M> {
             stderr: Box::new(write.make_writer_ext(Some(1))),
         };
         let running = self.shared.ops.run(op);
+        let what = format!("{command_line:?} for {}", self.who());
         tokio::spawn(async move {
-            let status = running.await;
+            // A panicking command must still end its channel, or the client
+            // would wait forever.
+            let status = match AssertUnwindSafe(running).catch_unwind().await {
+                Ok(status) => status,
+                Err(_) => {
+                    error!("operator command {what} panicked");
+                    EXIT_SOFTWARE
+                }
+            };
             // Same queue as the output, so these follow the last byte written.
             let _ = write.exit_status(status).await;
             let _ = write.eof().await;

@@ -49,7 +49,8 @@ pub fn make_key(dir: &tempfile::TempDir, name: &str) -> TestKey {
 }
 
 /// Echoes who asked for what. "paxos" alone is a console answering each
-/// stdin line; "paxos fail" exits 3; "paxos watch" prints five lines.
+/// stdin line; "paxos fail" exits 3; "paxos watch" prints five lines;
+/// "paxos panic" panics.
 pub struct EchoService;
 
 impl OperatorService for EchoService {
@@ -73,6 +74,7 @@ impl OperatorService for EchoService {
                     let _ = stderr.write_all(b"error: asked to fail\n").await;
                     3
                 }
+                "paxos panic" => panic!("the operator service panicked on purpose"),
                 "paxos watch" => {
                     for i in 0..5 {
                         let _ = stdout.write_all(format!("tick {i}\n").as_bytes()).await;
