@@ -5,6 +5,8 @@
 //! commands of `ops`; `sim` tests the protocol under a seeded faulty network.
 
 pub mod consensus;
+pub mod keys;
+pub mod ssh;
 pub mod state_machine;
 pub mod storage;
 pub mod sim;

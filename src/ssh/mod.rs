@@ -1,0 +1,66 @@
+//! The SSH transport: an embedded russh server that authenticates every
+//! connection by public key and dispatches channels by role
+//! (`server`), outbound links to peers with pinned host keys (`peer`), an
+//! operator client (`client`), and the peer wire format (`frame`).
+//!
+//! The transport is generic over the message type, so it does not depend on
+//! the consensus core: anything `Serialize + DeserializeOwned` travels.
+
+pub mod client;
+pub mod frame;
+pub mod peer;
+pub mod server;
+mod stdin;
+
+pub use client::{CommandOutput, Console, SshClient, StreamEvent};
+pub use frame::{Hello, PEER_SUBSYSTEM, PROTOCOL_VERSION, peer_codec};
+pub use peer::{PeerLink, PeerLinkSettings, PeerLinkStats};
+pub use server::{AccessList, OperatorService, OperatorSession, Principal, ServerSettings, SshServer};
+
+use russh::{Preferred, kex};
+use std::borrow::Cow;
+
+/// The user name clients send. The server ignores it: identity is the key.
+pub const SSH_USER: &str = "paxos";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("accepting connections on {addr} failed: {source}")]
+    Accept { addr: String, source: std::io::Error },
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    /// The server offered a host key other than the pinned one.
+    #[error("{0}")]
+    HostKeyMismatch(String),
+    #[error(
+        "{addr} rejected our key {fingerprint}: add its public key to that node's access list (as a peer, operator or reader)"
+    )]
+    AuthRejected { addr: String, fingerprint: String },
+    #[error("{addr} refused {what}: the key may lack the role for it, or the name is not served")]
+    Refused { addr: String, what: String },
+    #[error("{addr}: timed out after {secs} s while {during}")]
+    Timeout { addr: String, secs: u64, during: String },
+    #[error("ssh session with {addr} failed: {source}")]
+    Session { addr: String, source: russh::Error },
+}
+
+/// Curve25519 first: it is what OpenSSH and russh both do fastest. The
+/// extension names must stay listed or strict kex and ext-info are lost.
+const KEX_ORDER: &[kex::Name] = &[
+    kex::CURVE25519,
+    kex::CURVE25519_PRE_RFC_8731,
+    kex::MLKEM768X25519_SHA256,
+    kex::DH_GEX_SHA256,
+    kex::DH_G16_SHA512,
+    kex::DH_G14_SHA256,
+    kex::EXTENSION_SUPPORT_AS_CLIENT,
+    kex::EXTENSION_SUPPORT_AS_SERVER,
+    kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT,
+    kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+];
+
+pub(crate) fn preferred() -> Preferred {
+    Preferred { kex: Cow::Borrowed(KEX_ORDER), ..Preferred::DEFAULT }
+}

@@ -1,0 +1,302 @@
+//! An outbound link to one peer: dial with the node key, insist on the
+//! pinned host key, open `paxos-peer`, say hello, then stream queued
+//! messages as frames. The queue is bounded and drops the oldest message
+//! when full, because Paxos retransmits and a stale message is the least
+//! useful one; `send` never blocks the consensus loop.
+
+use super::client::{PinnedHostKey, client_config, open_subsystem};
+use super::frame::{self, PEER_SUBSYSTEM};
+use super::{SSH_USER, SshError};
+use crate::keys::fingerprint;
+use bytes::Bytes;
+use futures::SinkExt;
+use rand::RngExt;
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use russh::{ChannelMsg, client};
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::codec::FramedWrite;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+#[derive(Clone)]
+pub struct PeerLinkSettings {
+    pub local_node: u64,
+    pub peer_node: u64,
+    /// "host:port".
+    pub peer_addr: String,
+    /// The peer's host key as pinned in the cluster config.
+    pub peer_host_key: PublicKey,
+    /// This node's key: host key and client key at once.
+    pub identity: Arc<PrivateKey>,
+    pub max_frame: usize,
+    pub queue_capacity: usize,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerLinkStats {
+    pub connected: bool,
+    /// Messages written to the channel.
+    pub sent: u64,
+    /// Messages dropped: pushed out of a full queue, or too large to frame.
+    pub dropped: u64,
+    /// Connection attempts so far.
+    pub dials: u64,
+    /// Why the latest attempt or connection failed; cleared on connect.
+    pub last_error: Option<String>,
+}
+
+struct Shared<M> {
+    queue: Mutex<VecDeque<M>>,
+    capacity: usize,
+    wakeup: Notify,
+    stats: Mutex<PeerLinkStats>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these locks leaves plain data behind; keep going.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Handle to the link task; dropping it does not stop the task, cancelling
+/// the shutdown token does.
+pub struct PeerLink<M> {
+    shared: Arc<Shared<M>>,
+    peer: u64,
+}
+
+impl<M> Clone for PeerLink<M> {
+    fn clone(&self) -> Self {
+        PeerLink { shared: self.shared.clone(), peer: self.peer }
+    }
+}
+
+impl<M: Serialize + Send + 'static> PeerLink<M> {
+    pub fn spawn(settings: PeerLinkSettings, shutdown: CancellationToken) -> PeerLink<M> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(VecDeque::new()),
+            capacity: settings.queue_capacity.max(1),
+            wakeup: Notify::new(),
+            stats: Mutex::new(PeerLinkStats::default()),
+        });
+        let peer = settings.peer_node;
+        let task = LinkTask { settings, shared: shared.clone(), shutdown, _msg: PhantomData };
+        tokio::spawn(task.run());
+        PeerLink { shared, peer }
+    }
+
+    /// Queues `msg` for the peer. Never blocks: when the queue is full the
+    /// oldest queued message is dropped (and counted).
+    pub fn send(&self, msg: M) {
+        {
+            let mut queue = lock(&self.shared.queue);
+            if queue.len() >= self.shared.capacity {
+                queue.pop_front();
+                lock(&self.shared.stats).dropped += 1;
+            }
+            queue.push_back(msg);
+        }
+        self.shared.wakeup.notify_one();
+    }
+
+    pub fn peer(&self) -> u64 {
+        self.peer
+    }
+
+    pub fn stats(&self) -> PeerLinkStats {
+        lock(&self.shared.stats).clone()
+    }
+}
+
+struct LinkTask<M> {
+    settings: PeerLinkSettings,
+    shared: Arc<Shared<M>>,
+    shutdown: CancellationToken,
+    _msg: PhantomData<fn(M)>,
+}
+
+/// How one connection ended.
+enum Ended {
+    Shutdown,
+    /// Failed before the channel was up; keep backing off.
+    Failed(String),
+    /// Was connected, then lost; the backoff starts over.
+    Lost(String),
+}
+
+impl<M: Serialize + Send + 'static> LinkTask<M> {
+    fn describe(&self) -> String {
+        format!("peer {} at {}", self.settings.peer_node, self.settings.peer_addr)
+    }
+
+    async fn run(self) {
+        let mut attempt: u32 = 0;
+        loop {
+            lock(&self.shared.stats).dials += 1;
+            let ended = tokio::select! {
+                _ = self.shutdown.cancelled() => Ended::Shutdown,
+                ended = self.connect_and_stream() => ended,
+            };
+            {
+                let mut stats = lock(&self.shared.stats);
+                stats.connected = false;
+                match &ended {
+                    Ended::Failed(e) | Ended::Lost(e) => stats.last_error = Some(e.clone()),
+                    Ended::Shutdown => {}
+                }
+            }
+            match ended {
+                Ended::Shutdown => return,
+                Ended::Lost(e) => {
+                    warn!("link to {} lost: {e}", self.describe());
+                    attempt = 0;
+                }
+                Ended::Failed(e) => {
+                    // Host key mismatches were logged at error level already.
+                    debug!("dialling {} failed: {e}", self.describe());
+                }
+            }
+            let delay = backoff(self.settings.backoff_base, self.settings.backoff_cap, attempt);
+            attempt = attempt.saturating_add(1);
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn connect_and_stream(&self) -> Ended {
+        let s = &self.settings;
+        let mut session = match dial(s).await {
+            Ok(session) => session,
+            Err(e) => {
+                if let SshError::HostKeyMismatch(text) = &e {
+                    error!("{text}");
+                }
+                return Ended::Failed(e.to_string());
+            }
+        };
+        let channel = match open_subsystem(&session, &s.peer_addr, PEER_SUBSYSTEM).await {
+            Ok(channel) => channel,
+            Err(e) => return Ended::Failed(e.to_string()),
+        };
+        let (mut read, write) = channel.split();
+        let mut frames = FramedWrite::new(write.make_writer(), frame::peer_codec(s.max_frame));
+        let hello = match frame::encode_hello(s.local_node) {
+            Ok(hello) => hello,
+            Err(e) => return Ended::Failed(e.to_string()),
+        };
+        if let Err(e) = frames.send(hello).await {
+            return Ended::Failed(format!("sending hello: {e}"));
+        }
+        {
+            let mut stats = lock(&self.shared.stats);
+            stats.connected = true;
+            stats.last_error = None;
+        }
+        info!("node {} linked to {}", s.local_node, self.describe());
+
+        loop {
+            // Messages queued while disconnected, or since the last wakeup,
+            // go out as one batch behind a single flush.
+            let batch: Vec<M> = lock(&self.shared.queue).drain(..).collect();
+            if !batch.is_empty() {
+                let written = batch.len() as u64;
+                let (bodies, too_big) = self.encode(&batch);
+                for body in bodies {
+                    if let Err(e) = frames.feed(body).await {
+                        return Ended::Lost(format!("writing to channel: {e}"));
+                    }
+                }
+                if let Err(e) = SinkExt::<Bytes>::flush(&mut frames).await {
+                    return Ended::Lost(format!("writing to channel: {e}"));
+                }
+                let mut stats = lock(&self.shared.stats);
+                stats.sent += written - too_big;
+                stats.dropped += too_big;
+                continue;
+            }
+            tokio::select! {
+                _ = self.shared.wakeup.notified() => {}
+                // The server never writes on a peer channel; read anyway so
+                // window adjustments and the close are noticed and nothing
+                // piles up unread.
+                msg = read.wait() => match msg {
+                    None | Some(ChannelMsg::Close) | Some(ChannelMsg::Eof) => {
+                        return Ended::Lost("peer closed the channel".into());
+                    }
+                    Some(_) => {}
+                },
+                _ = &mut session => {
+                    return Ended::Lost("connection closed".into());
+                }
+            }
+        }
+    }
+
+    fn encode(&self, batch: &[M]) -> (Vec<Bytes>, u64) {
+        let mut bodies = Vec::with_capacity(batch.len());
+        let mut too_big = 0;
+        for msg in batch {
+            match frame::encode_message(msg, self.settings.max_frame) {
+                Ok(body) => bodies.push(body),
+                Err(e) => {
+                    too_big += 1;
+                    error!("dropping a message for {}: {e}", self.describe());
+                }
+            }
+        }
+        (bodies, too_big)
+    }
+}
+
+async fn dial(s: &PeerLinkSettings) -> Result<client::Handle<PinnedHostKey>, SshError> {
+    let what = format!("peer {} at {}", s.peer_node, s.peer_addr);
+    let (handler, mismatch) = PinnedHostKey::new(s.peer_host_key.clone(), what);
+    let config = Arc::new(client_config());
+    let mut session = super::client::connect_pinned(config, &s.peer_addr, handler, mismatch).await?;
+    let key = PrivateKeyWithHashAlg::new(s.identity.clone(), None);
+    let auth =
+        super::client::with_timeout(&s.peer_addr, "authenticating", session.authenticate_publickey(SSH_USER, key))
+            .await?
+            .map_err(|source| SshError::Session { addr: s.peer_addr.clone(), source })?;
+    if !auth.success() {
+        return Err(SshError::AuthRejected {
+            addr: s.peer_addr.clone(),
+            fingerprint: fingerprint(s.identity.public_key()),
+        });
+    }
+    Ok(session)
+}
+
+/// Exponential backoff with jitter: a random delay in [d/2, d] where
+/// d = min(cap, base * 2^attempt), so redialling nodes spread out.
+fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
+    let factor = 1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX);
+    let full = base.saturating_mul(factor).min(cap);
+    let half = full / 2;
+    let jitter = rand::rng().random_range(0..=half.as_micros().min(u64::MAX as u128) as u64);
+    half + Duration::from_micros(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_millis(100);
+        let cap = Duration::from_secs(5);
+        for attempt in 0..40 {
+            let d = backoff(base, cap, attempt);
+            let full = base.saturating_mul(1 << attempt.min(20)).min(cap);
+            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! The embedded SSH server: public-key authentication mapped to a role, and
+//! channel dispatch by subsystem.
+//!
+//! - `paxos-peer` (peers only): length-delimited JSON frames, read on their
+//!   own task and handed to the node's inbox tagged with the authenticated
+//!   peer id.
+//! - `paxos` / `paxos <command line>` subsystems and `paxos ...` exec
+//!   requests (operators and readers): handed to the `OperatorService`.
+//!
+//! Handler methods never wait on channel traffic; everything long-lived runs
+//! on spawned tasks, so one slow or hostile channel cannot stall the others.
+
+use super::frame::{self, FrameError, PEER_SUBSYSTEM};
+use super::{SshError, stdin};
+use crate::keys::fingerprint;
+use futures::{FutureExt, StreamExt};
+use russh::keys::{PrivateKey, PublicKey};
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Server as _, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, MethodKind, MethodSet};
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+/// What an authenticated key may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// Another node of the cluster: only the `paxos-peer` subsystem.
+    Peer(u64),
+    /// Every operator command.
+    Operator,
+    /// Read-only operator commands.
+    Reader,
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Principal::Peer(id) => write!(f, "peer {id}"),
+            Principal::Operator => f.write_str("operator"),
+            Principal::Reader => f.write_str("reader"),
+        }
+    }
+}
+
+/// The keys this node accepts, by role.
+#[derive(Clone, Debug, Default)]
+pub struct AccessList {
+    pub peers: BTreeMap<u64, PublicKey>,
+    pub operators: Vec<PublicKey>,
+    pub readers: Vec<PublicKey>,
+}
+
+impl AccessList {
+    /// The role of `key`, compared by key material (comments are ignored).
+    /// A key listed under several roles gets the narrowest: peer, then
+    /// reader, then operator, so a copy-paste slip never widens access.
+    pub fn principal(&self, key: &PublicKey) -> Option<Principal> {
+        let data = key.key_data();
+        if let Some((id, _)) = self.peers.iter().find(|(_, k)| k.key_data() == data) {
+            return Some(Principal::Peer(*id));
+        }
+        if self.readers.iter().any(|k| k.key_data() == data) {
+            return Some(Principal::Reader);
+        }
+        if self.operators.iter().any(|k| k.key_data() == data) {
+            return Some(Principal::Operator);
+        }
+        None
+    }
+}
+
+/// One operator command (or an interactive console) on one channel.
+pub struct OperatorSession {
+    pub principal: Principal,
+    /// "SHA256:..." of the key that authenticated; for the audit log.
+    pub fingerprint: String,
+    /// The subsystem name or exec command, e.g. "paxos status --json".
+    /// Exactly "paxos" asks for an interactive console on stdin/stdout.
+    pub command_line: String,
+    pub stdin: Box<dyn AsyncRead + Send + Unpin>,
+    pub stdout: Box<dyn AsyncWrite + Send + Unpin>,
+    pub stderr: Box<dyn AsyncWrite + Send + Unpin>,
+}
+
+/// Runs operator commands; implemented by `ops`. The returned future's
+/// output is the exit status sent to the client.
+pub trait OperatorService: Send + Sync + 'static {
+    fn run(&self, session: OperatorSession) -> Pin<Box<dyn Future<Output = u32> + Send + 'static>>;
+}
+
+pub struct ServerSettings {
+    pub node: u64,
+    /// "host:port"; port 0 picks a free port (see `SshServer::local_addr`).
+    pub listen: String,
+    pub host_key: PrivateKey,
+    pub access: AccessList,
+    pub max_frame: usize,
+}
+
+pub struct SshServer {
+    node: u64,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    access: Arc<AccessList>,
+    max_frame: usize,
+    config: Arc<russh::server::Config>,
+}
+
+/// Whether a subsystem name or exec command is an operator command line.
+/// OpenSSH joins the words after `-s` with single spaces, so
+/// `ssh node -s paxos status` requests the subsystem "paxos status".
+pub fn is_operator_command(line: &str) -> bool {
+    line == "paxos" || line.starts_with("paxos ")
+}
+
+/// Exit status for a command that panicked (sysexits' EX_SOFTWARE).
+const EXIT_SOFTWARE: u32 = 70;
+
+/// Bound on channels opened but not yet given a subsystem or command.
+const MAX_IDLE_CHANNELS: usize = 16;
+
+impl SshServer {
+    pub async fn bind(settings: ServerSettings) -> Result<SshServer, SshError> {
+        let bind_err = |source| SshError::Bind { addr: settings.listen.clone(), source };
+        let listener = TcpListener::bind(&settings.listen).await.map_err(bind_err)?;
+        let local_addr = listener.local_addr().map_err(bind_err)?;
+        let config = russh::server::Config {
+            methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+            // OpenSSH probes with "none" first; answer that at once and keep
+            // the constant-time delay for real rejections.
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            keys: vec![settings.host_key],
+            preferred: super::preferred(),
+            inactivity_timeout: Some(Duration::from_secs(300)),
+            keepalive_interval: Some(Duration::from_secs(15)),
+            keepalive_max: 3,
+            nodelay: true,
+            ..Default::default()
+        };
+        Ok(SshServer {
+            node: settings.node,
+            listener,
+            local_addr,
+            access: Arc::new(settings.access),
+            max_frame: settings.max_frame,
+            config: Arc::new(config),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` is cancelled (then disconnects every client)
+    /// or the listener fails.
+    pub async fn run<M>(
+        self,
+        inbox: mpsc::Sender<(u64, M)>,
+        ops: Arc<dyn OperatorService>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SshError>
+    where
+        M: DeserializeOwned + Send + 'static,
+    {
+        let shared = Arc::new(Shared {
+            node: self.node,
+            access: self.access,
+            inbox,
+            ops,
+            max_frame: self.max_frame,
+            shutdown: shutdown.clone(),
+        });
+        info!(node = self.node, addr = %self.local_addr, "ssh server listening");
+        let mut acceptor = Acceptor { shared };
+        let running = acceptor.run_on_socket(self.config, &self.listener);
+        let handle = running.handle();
+        tokio::select! {
+            result = running => result.map_err(|source| SshError::Accept {
+                addr: self.local_addr.to_string(),
+                source,
+            }),
+            _ = shutdown.cancelled() => {
+                handle.shutdown("node shutting down".into());
+                Ok(())
+            }
+        }
+    }
+}
+
+struct Shared<M> {
+    node: u64,
+    access: Arc<AccessList>,
+    inbox: mpsc::Sender<(u64, M)>,
+    ops: Arc<dyn OperatorService>,
+    max_frame: usize,
+    shutdown: CancellationToken,
+}
+
+struct Acceptor<M> {
+    shared: Arc<Shared<M>>,
+}
+
+impl<M: DeserializeOwned + Send + 'static> russh::server::Server for Acceptor<M> {
+    type Handler = Connection<M>;
+
+    fn new_client(&mut self, addr: Option<SocketAddr>) -> Connection<M> {
+        Connection {
+            shared: self.shared.clone(),
+            addr: addr.map_or_else(|| "unknown address".into(), |a| a.to_string()),
+            principal: None,
+            key_fingerprint: String::new(),
+            idle: HashMap::new(),
+        }
+    }
+
+    fn handle_session_error(&mut self, error: russh::Error) {
+        debug!("ssh session ended: {error}");
+    }
+}
+
+/// One client connection.
+struct Connection<M> {
+    shared: Arc<Shared<M>>,
+    addr: String,
+    principal: Option<Principal>,
+    key_fingerprint: String,
+    /// Session channels waiting for their subsystem or exec request. They
+    /// stay here after a refused request, as RFC 4254 lets the client try
+    /// another one on the same channel.
+    idle: HashMap<ChannelId, Channel<Msg>>,
+}
+
+impl<M: DeserializeOwned + Send + 'static> Connection<M> {
+    fn who(&self) -> String {
+        match self.principal {
+            Some(p) => format!("{p} key {} from {}", self.key_fingerprint, self.addr),
+            None => format!("unauthenticated client at {}", self.addr),
+        }
+    }
+
+    fn open_peer_channel(&mut self, id: ChannelId, session: &mut Session) -> Result<(), russh::Error> {
+        let peer = match self.principal {
+            Some(Principal::Peer(peer)) => peer,
+            _ => {
+                warn!("{} may not open {PEER_SUBSYSTEM}", self.who());
+                return session.channel_failure(id);
+            }
+        };
+        let Some(channel) = self.idle.remove(&id) else {
+            return session.channel_failure(id);
+        };
+        session.channel_success(id)?;
+        tokio::spawn(read_peer_channel(channel, peer, self.addr.clone(), self.shared.clone()));
+        Ok(())
+    }
+
+    fn start_operator(&mut self, id: ChannelId, command_line: &str, session: &mut Session) -> Result<(), russh::Error> {
+        let principal = match self.principal {
+            Some(p @ (Principal::Operator | Principal::Reader)) => p,
+            _ => {
+                warn!("{} may not run operator commands ({command_line:?})", self.who());
+                return session.channel_failure(id);
+            }
+        };
+        let Some(channel) = self.idle.remove(&id) else {
+            return session.channel_failure(id);
+        };
+        session.channel_success(id)?;
+        info!("{} runs {command_line:?} on node {}", self.who(), self.shared.node);
+        let (read, write) = channel.split();
+        let op = OperatorSession {
+            principal,
+            fingerprint: self.key_fingerprint.clone(),
+            command_line: command_line.to_string(),
+            stdin: Box::new(stdin::spawn_pump(read)),
+            stdout: Box::new(write.make_writer()),
+            stderr: Box::new(write.make_writer_ext(Some(1))),
+        };
+        let running = self.shared.ops.run(op);
+        let what = format!("{command_line:?} for {}", self.who());
+        tokio::spawn(async move {
+            // A panicking command must still end its channel, or the client
+            // would wait forever.
+            let status = match AssertUnwindSafe(running).catch_unwind().await {
+                Ok(status) => status,
+                Err(_) => {
+                    error!("operator command {what} panicked");
+                    EXIT_SOFTWARE
+                }
+            };
+            // Same queue as the output, so these follow the last byte written.
+            let _ = write.exit_status(status).await;
+            let _ = write.eof().await;
+            let _ = write.close().await;
+        });
+        Ok(())
+    }
+
+    fn refuse(&mut self, id: ChannelId, what: &str, session: &mut Session) -> Result<(), russh::Error> {
+        info!("{} asked for {what}; refused", self.who());
+        session.channel_failure(id)
+    }
+}
+
+impl<M: DeserializeOwned + Send + 'static> russh::server::Handler for Connection<M> {
+    type Error = russh::Error;
+
+    async fn auth_publickey_offered(&mut self, _user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
+        if self.shared.access.principal(offer.public_key).is_some() {
+            return Ok(Auth::Accept);
+        }
+        warn!("rejecting unknown key {} from {}", fingerprint(offer.public_key), self.addr);
+        Ok(Auth::reject())
+    }
+
+    async fn auth_publickey(&mut self, _user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+        let fp = fingerprint(key.public_key);
+        match self.shared.access.principal(key.public_key) {
+            Some(principal) => {
+                self.principal = Some(principal);
+                self.key_fingerprint = fp;
+                info!("authenticated {}", self.who());
+                Ok(Auth::Accept)
+            }
+            None => {
+                warn!("rejecting unknown key {fp} from {}", self.addr);
+                Ok(Auth::reject())
+            }
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.principal.is_none() || self.idle.len() >= MAX_IDLE_CHANNELS {
+            warn!("{}: refusing another idle session channel", self.who());
+            // Dropping `reply` rejects the channel.
+            return Ok(());
+        }
+        self.idle.insert(channel.id(), channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
+        self.idle.remove(&channel);
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if name == PEER_SUBSYSTEM {
+            self.open_peer_channel(channel, session)
+        } else if is_operator_command(name) {
+            self.start_operator(channel, name, session)
+        } else {
+            self.refuse(channel, &format!("unknown subsystem {name:?}"), session)
+        }
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        match std::str::from_utf8(data) {
+            Ok(command) if is_operator_command(command) => self.start_operator(channel, command, session),
+            _ => self.refuse(channel, &format!("exec {:?}", String::from_utf8_lossy(data)), session),
+        }
+    }
+
+    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+        self.refuse(channel, "a shell (try `ssh HOST -s paxos status`)", session)
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // No terminals; OpenSSH carries on without one.
+        session.channel_failure(channel)
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _name: &str,
+        _value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // Only answered if the client asked for a reply (OpenSSH does not).
+        session.channel_failure(channel)
+    }
+}
+
+/// Reads one peer channel until it ends, the node shuts down, or the peer
+/// sends something it should not; then the channel is closed (dropping the
+/// stream does that) and only this channel is affected.
+async fn read_peer_channel<M: DeserializeOwned + Send + 'static>(
+    channel: Channel<Msg>,
+    peer: u64,
+    addr: String,
+    shared: Arc<Shared<M>>,
+) {
+    let max = shared.max_frame;
+    let mut frames = FramedRead::new(channel.into_stream(), frame::peer_codec(max));
+    let mut next = async || -> Result<Option<bytes::BytesMut>, FrameError> {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => Ok(None),
+            item = frames.next() => item.transpose().map_err(|e| FrameError::from_read(e, max)),
+        }
+    };
+    let result: Result<(), FrameError> = async {
+        let Some(first) = next().await? else {
+            return Ok(());
+        };
+        frame::decode_hello(&first, peer)?;
+        info!("node {peer} at {addr} opened {PEER_SUBSYSTEM} to node {}", shared.node);
+        while let Some(body) = next().await? {
+            let msg = frame::decode_message::<M>(&body)?;
+            if shared.inbox.send((peer, msg)).await.is_err() {
+                break; // the node stopped
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => debug!("{PEER_SUBSYSTEM} channel from node {peer} at {addr} ended"),
+        Err(e) => error!("closing {PEER_SUBSYSTEM} channel from node {peer} at {addr}: {e}"),
+    }
+}
