@@ -6,7 +6,7 @@
 
 pub mod consensus;
 pub mod keys;
+pub mod sim;
 pub mod ssh;
 pub mod state_machine;
 pub mod storage;
-pub mod sim;

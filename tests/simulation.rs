@@ -20,4 +20,3 @@ fn simulation_seeds_hold_safety_linearizability_and_liveness() {
     assert!(reports.iter().map(|r| r.partitions).sum::<u32>() > 0, "no seed partitioned the network");
     assert!(reports.iter().all(|r| r.acked_writes > 0), "a seed acknowledged no write");
 }
-

@@ -9,10 +9,10 @@ pub mod network;
 mod workload;
 mod world;
 
+use crate::consensus::Input;
 use crate::consensus::ballot::NodeId;
 use crate::consensus::config::{Config, Roles, Timing, Tuning};
 use crate::consensus::rng::Rng;
-use crate::consensus::Input;
 use crate::state_machine::{Command, Op};
 use network::{LinkFaults, Network};
 use std::collections::BTreeMap;
@@ -66,7 +66,15 @@ pub const LIVENESS_BOUND: u64 = 400;
 /// Timing in ticks for the simulation: the same ratios as the defaults,
 /// scaled down so a run covers many elections.
 pub fn sim_timing() -> Timing {
-    Timing { heartbeat: 2, election_min: 12, election_max: 24, backoff_base: 2, backoff_cap: 32, retransmit: 6, client_retry: 12 }
+    Timing {
+        heartbeat: 2,
+        election_min: 12,
+        election_max: 24,
+        backoff_base: 2,
+        backoff_cap: 32,
+        retransmit: 6,
+        client_retry: 12,
+    }
 }
 
 fn full() -> Roles {
@@ -82,7 +90,13 @@ fn shape(seed: u64) -> (&'static str, Vec<Config>) {
         1 => ("5 full nodes", (1..=5).map(|i| (i, full())).collect(), None, None),
         2 => (
             "3 acceptors (2 proposers) + 2 learners",
-            vec![(1, proposer_acceptor), (2, proposer_acceptor), (3, acceptor_only), (4, Roles::LEARNER), (5, Roles::LEARNER)],
+            vec![
+                (1, proposer_acceptor),
+                (2, proposer_acceptor),
+                (3, acceptor_only),
+                (4, Roles::LEARNER),
+                (5, Roles::LEARNER),
+            ],
             None,
             None,
         ),
@@ -94,7 +108,14 @@ fn shape(seed: u64) -> (&'static str, Vec<Config>) {
         ),
     };
     let members: BTreeMap<NodeId, Roles> = members.into_iter().collect();
-    let tuning = Tuning { max_batch: 3, pipeline_depth: 4, snapshot_interval: 25, log_retain: 6, catch_up_batch: 5, max_sessions: 1000 };
+    let tuning = Tuning {
+        max_batch: 3,
+        pipeline_depth: 4,
+        snapshot_interval: 25,
+        log_retain: 6,
+        catch_up_batch: 5,
+        max_sessions: 1000,
+    };
     let configs = members
         .keys()
         .map(|id| Config {

@@ -109,7 +109,12 @@ impl Client {
     }
 
     /// An answer to operation `number` arrived.
-    pub fn answer(&mut self, number: u64, response: Response, recorder: &mut Recorder) -> Result<Option<Acked>, String> {
+    pub fn answer(
+        &mut self,
+        number: u64,
+        response: Response,
+        recorder: &mut Recorder,
+    ) -> Result<Option<Acked>, String> {
         let Some(current) = self.current.take_if(|c| c.number == number) else { return Ok(None) };
         let who = format!("client {} op {}", self.id, number);
         match (current.kind, response) {

@@ -113,7 +113,11 @@ impl World {
     }
 
     pub fn leaders(&self) -> Vec<NodeId> {
-        self.nodes.iter().filter(|(_, n)| n.replica.as_ref().is_some_and(|r| r.is_leader())).map(|(id, _)| *id).collect()
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.replica.as_ref().is_some_and(|r| r.is_leader()))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     pub fn new_request(&mut self, owner: (usize, u64)) -> RequestId {
@@ -200,9 +204,10 @@ impl World {
         let response = reply.outcome.map_err(|e| self.fail(format!("client request failed: {e}")))?;
         let acked = self.clients[client].answer(number, response, &mut self.recorder).map_err(|e| self.fail(e))?;
         if let Some(a) = acked {
-            let in_log = self.chosen.get(&a.slot).is_some_and(|e| {
-                e.commands().iter().any(|c| c.client == a.client && c.seq == a.seq)
-            });
+            let in_log = self
+                .chosen
+                .get(&a.slot)
+                .is_some_and(|e| e.commands().iter().any(|c| c.client == a.client && c.seq == a.seq));
             if !in_log {
                 return Err(self.fail(format!("acknowledged command {}:{} is not in slot {}", a.client, a.seq, a.slot)));
             }
@@ -217,7 +222,11 @@ impl World {
         let replica = node.replica.as_ref().expect("stepped node is up");
         for applied in &out.applied {
             if applied.slot < node.next_apply {
-                return Err(Failure::new(self.seed, self.now, format!("node {id} applied slot {} twice", applied.slot)));
+                return Err(Failure::new(
+                    self.seed,
+                    self.now,
+                    format!("node {id} applied slot {} twice", applied.slot),
+                ));
             }
             if applied.slot > node.next_apply && out.snapshot.as_ref().is_none_or(|s| s.through < applied.slot) {
                 let msg = format!("node {id} skipped from slot {} to {}", node.next_apply, applied.slot);
@@ -325,7 +334,8 @@ impl World {
     /// Every live node's state machine after applying the same prefix must
     /// equal the one obtained by applying the chosen log from scratch.
     pub fn check_states_converged(&self) -> Result<Slot, Failure> {
-        let commits: BTreeMap<NodeId, Slot> = self.nodes.iter().filter_map(|(id, n)| n.replica.as_ref().map(|r| (*id, r.applied_index()))).collect();
+        let commits: BTreeMap<NodeId, Slot> =
+            self.nodes.iter().filter_map(|(id, n)| n.replica.as_ref().map(|r| (*id, r.applied_index()))).collect();
         let target = commits.values().copied().max().unwrap_or(0);
         if let Some((id, behind)) = commits.iter().find(|(_, c)| **c != target) {
             return Err(self.fail(format!("node {id} applied through {behind}, others through {target}")));
@@ -347,7 +357,8 @@ impl World {
         }
         for a in &self.acked {
             if a.slot >= target {
-                return Err(self.fail(format!("acknowledged command {}:{} in slot {} is past the end", a.client, a.seq, a.slot)));
+                return Err(self
+                    .fail(format!("acknowledged command {}:{} in slot {} is past the end", a.client, a.seq, a.slot)));
             }
         }
         Ok(target)
