@@ -6,6 +6,7 @@
 
 pub mod consensus;
 pub mod keys;
+pub mod node;
 pub mod sim;
 pub mod ssh;
 pub mod state_machine;
