@@ -4,6 +4,7 @@
 //! `node` runs it as a daemon; `ssh` carries its messages and the operator
 //! commands of `ops`; `sim` tests the protocol under a seeded faulty network.
 
+pub mod cluster;
 pub mod consensus;
 pub mod state_machine;
 pub mod storage;
