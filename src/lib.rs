@@ -6,5 +6,6 @@
 
 pub mod cluster;
 pub mod consensus;
+pub mod ops;
 pub mod state_machine;
 pub mod storage;

@@ -1,0 +1,3 @@
+//! Tests of the operator commands.
+
+mod command;
