@@ -6,6 +6,8 @@
 pub mod api;
 pub mod audit;
 pub mod command;
+pub mod exec;
+pub mod render;
 
 #[cfg(test)]
 mod tests;
@@ -15,6 +17,7 @@ pub use api::{
 };
 pub use audit::AuditLog;
 pub use command::{COMMANDS, CommandHelp, Invocation, OpsCommand, UsageError, parse};
+pub use exec::{Context, execute, run_console, run_line};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
