@@ -2,11 +2,14 @@
 //!
 //! `consensus` is the protocol, free of I/O; `storage` makes it durable;
 //! `node` runs it as a daemon; `ssh` carries its messages and the operator
-//! commands of `ops`; `sim` tests the protocol under a seeded faulty network.
+//! commands of `ops`; `cluster` reads inventories and node configs; `sim`
+//! tests the protocol under a seeded faulty network.
 
+pub mod cluster;
 pub mod consensus;
 pub mod keys;
 pub mod node;
+pub mod ops;
 pub mod sim;
 pub mod ssh;
 pub mod state_machine;

@@ -1,0 +1,121 @@
+//! Operator commands, shared by the SSH subsystem (`ssh node1 -s paxos
+//! status`) and the `paxos` CLI: parse a command line (`command`), check the
+//! caller's role (`authorize`), run it against the node (`NodeApi`, `exec`),
+//! answer in text or JSON (`render`), and audit mutations (`audit`).
+
+pub mod api;
+pub mod audit;
+pub mod command;
+pub mod exec;
+pub mod render;
+
+#[cfg(test)]
+mod tests;
+
+pub use api::{
+    LogEntry, MemberInfo, NodeApi, NodeError, NodeStatus, ReadValue, ReplicaRole, RequestId, Submitted, WatchReceiver,
+};
+pub use audit::AuditLog;
+pub use command::{COMMANDS, CommandHelp, Invocation, OpsCommand, UsageError, parse};
+pub use exec::{Context, execute, run_console, run_line};
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use thiserror::Error;
+
+/// Exit statuses of an operator command.
+pub const EXIT_OK: i32 = 0;
+/// The node refused or failed the command for good.
+pub const EXIT_FAILED: i32 = 1;
+/// The line is not a command.
+pub const EXIT_USAGE: i32 = 2;
+/// The caller's key may not run the command.
+pub const EXIT_DENIED: i32 = 3;
+/// No leader, not the leader, timed out or shutting down: retry (a mutation
+/// with the same request id), here later or on another node.
+pub const EXIT_UNAVAILABLE: i32 = 4;
+
+/// What an authenticated operator key may do. The SSH layer maps its
+/// principal to one of these (peers never reach operator commands).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Every command.
+    Operator,
+    /// Commands that change neither the log nor the leadership.
+    Reader,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Operator => "operator",
+            Role::Reader => "reader",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("permission denied: `{command}` changes the cluster and needs an operator key; this key is a {role}")]
+pub struct Denied {
+    pub command: &'static str,
+    pub role: Role,
+}
+
+pub fn authorize(role: Role, command: &OpsCommand) -> Result<(), Denied> {
+    match role {
+        Role::Operator => Ok(()),
+        Role::Reader if command.is_read_only() => Ok(()),
+        Role::Reader => Err(Denied { command: command.name(), role }),
+    }
+}
+
+/// Why an operator command did not succeed.
+#[derive(Debug, Error)]
+pub enum OpsError {
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// A retried request whose sequence number the client already moved past:
+    /// the state machine no longer keeps its result.
+    #[error(
+        "request {request} is older than this client's last request (seq {last_seq}); its result is no longer \
+         kept, so use a new request id"
+    )]
+    StaleRequest { request: String, last_seq: u64 },
+    /// A command that cannot run here (e.g. `watch` inside a console).
+    #[error("{0}")]
+    NotHere(String),
+    #[error("cannot write the answer: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl OpsError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            OpsError::Usage(_) | OpsError::NotHere(_) => EXIT_USAGE,
+            OpsError::Denied(_) => EXIT_DENIED,
+            OpsError::Node(e) if e.is_retryable() => EXIT_UNAVAILABLE,
+            OpsError::Node(_) | OpsError::StaleRequest { .. } | OpsError::Output(_) => EXIT_FAILED,
+        }
+    }
+
+    /// `{"error": {"kind": ..., "message": ..., ...}}`, for `--json` answers.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut error = match self {
+            OpsError::Node(e) => serde_json::to_value(e).unwrap_or_default(),
+            OpsError::Usage(e) => serde_json::json!({"kind": "usage", "usage": e.usage}),
+            OpsError::Denied(_) => serde_json::json!({"kind": "denied"}),
+            OpsError::StaleRequest { last_seq, .. } => {
+                serde_json::json!({"kind": "stale_request", "last_seq": last_seq})
+            }
+            OpsError::NotHere(_) => serde_json::json!({"kind": "not_here"}),
+            OpsError::Output(_) => serde_json::json!({"kind": "output"}),
+        };
+        error["message"] = self.to_string().into();
+        serde_json::json!({ "error": error })
+    }
+}
