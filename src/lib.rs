@@ -5,6 +5,7 @@
 //! commands of `ops`; `cluster` reads inventories and node configs; `sim`
 //! tests the protocol under a seeded faulty network.
 
+pub mod cli;
 pub mod cluster;
 pub mod consensus;
 pub mod keys;

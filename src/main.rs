@@ -1,3 +1,5 @@
-fn main() {
-    println!("paxos");
+//! The `paxos` binary: parse the command line, then hand over to `cli`.
+
+fn main() -> std::process::ExitCode {
+    paxos::cli::main()
 }

@@ -1,5 +1,8 @@
 //! The node daemon: one task owns the consensus core (`runtime`); SSH
-//! carries peer messages and operator commands to it (`serve` wires it up).
+//! carries peer messages and operator commands to it; `handle` is what
+//! operator commands see; `serve` wires a node together.
 
+pub mod handle;
 pub mod metrics;
 pub mod runtime;
+pub mod serve;

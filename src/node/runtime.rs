@@ -25,13 +25,32 @@ pub type Answer = oneshot::Sender<Result<Response, ClientError>>;
 
 /// What operator commands ask of the task.
 pub enum NodeRequest {
-    Submit { command: Command, reply: Answer },
-    Read { key: String, linearizable: bool, reply: Answer },
-    Transfer { to: Option<NodeId>, reply: Answer },
-    Status { reply: oneshot::Sender<Status> },
+    Submit {
+        command: Command,
+        reply: Answer,
+    },
+    Read {
+        key: String,
+        linearizable: bool,
+        reply: Answer,
+    },
+    Transfer {
+        to: Option<NodeId>,
+        reply: Answer,
+    },
+    Status {
+        reply: oneshot::Sender<Status>,
+    },
     /// Decided entries from `from`; `Err(first_available)` if compacted.
-    Log { from: Slot, limit: usize, reply: oneshot::Sender<Result<Vec<AppliedEntry>, Slot>> },
-    Watch { from: Slot, tx: mpsc::Sender<Result<AppliedEntry, Slot>> },
+    Log {
+        from: Slot,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<AppliedEntry>, Slot>>,
+    },
+    Watch {
+        from: Slot,
+        tx: mpsc::Sender<Result<AppliedEntry, Slot>>,
+    },
 }
 
 struct Watcher {

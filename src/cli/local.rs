@@ -1,0 +1,180 @@
+//! Commands that run here: the daemon, key generation, the simulation.
+
+use crate::cluster::{Cluster, LogFormat, NodeConfig};
+use crate::keys;
+use crate::sim::{Plan, run_caught, run_seeds};
+use anyhow::Context;
+use clap::Args;
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Node config (JSON); see hosts/README.md.
+    #[arg(long, short = 'c')]
+    pub config: PathBuf,
+    /// Override the data directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Override the node's private key file.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Override the inventory file.
+    #[arg(long)]
+    pub cluster_file: Option<PathBuf>,
+    /// Override the audit log path.
+    #[arg(long)]
+    pub audit_log: Option<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    pub json_logs: bool,
+}
+
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,russh=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
+    let mut node = NodeConfig::load(&args.config)?;
+    if let Some(dir) = args.data_dir {
+        node.data_dir = dir;
+    }
+    if let Some(key) = args.key_file {
+        node.key_file = key;
+    }
+    if let Some(file) = args.cluster_file {
+        node.cluster_file = file;
+    }
+    if let Some(audit) = args.audit_log {
+        node.audit_log = audit;
+    }
+    init_logging(args.json_logs || node.log_format == LogFormat::Json);
+    let inventory = crate::cluster::Inventory::load(&node.cluster_file)?;
+    let cluster = Cluster::from_parts(node, inventory)?;
+    let id = cluster.me().id;
+    let rt = super::runtime()?;
+    rt.block_on(async move {
+        let _span = tracing::info_span!("node", id).entered();
+        let shutdown = CancellationToken::new();
+        let running = crate::node::serve::start(cluster, shutdown.clone()).await?;
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            info!(node = id, "signal received; shutting down");
+            stop.cancel();
+        });
+        match running.task.await {
+            Ok(Ok(())) => Ok(0),
+            Ok(Err(e)) => {
+                error!(node = id, "stopped: {e:#}");
+                Err(e)
+            }
+            Err(e) => Err(anyhow::anyhow!("node task failed: {e}")),
+        }
+    })
+}
+
+/// SIGTERM or SIGINT.
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the node runs until killed.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Where to write the private key; the public key goes to PATH.pub.
+    pub path: PathBuf,
+    /// Comment in the public key line.
+    #[arg(long, default_value = "paxos")]
+    pub comment: String,
+}
+
+pub fn keygen(args: KeygenArgs) -> anyhow::Result<u8> {
+    let key = keys::generate_ed25519(&args.path, &args.comment)
+        .with_context(|| format!("writing a key to {}", args.path.display()))?;
+    println!("{}", keys::public_line(&key));
+    println!("{}", keys::fingerprint(&key));
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// How many seeds to run.
+    #[arg(long, default_value_t = 1000)]
+    pub seeds: u64,
+    /// Run only this seed (replays a failure).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// First seed of the range.
+    #[arg(long, default_value_t = 0)]
+    pub first: u64,
+    /// Ticks of faults before the network heals.
+    #[arg(long, default_value_t = Plan::default().fault_ticks)]
+    pub fault_ticks: u64,
+    /// Print one JSON object per seed.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
+    let plan = Plan { fault_ticks: args.fault_ticks, ..Plan::default() };
+    if let Some(seed) = args.seed {
+        return Ok(match run_caught(seed, &plan) {
+            Ok(report) => {
+                if args.json {
+                    println!("{}", serde_json::json!({"seed": seed, "ok": true, "report": format!("{report:?}")}));
+                } else {
+                    println!("seed {seed}: ok: {report:?}");
+                }
+                0
+            }
+            Err(failure) => {
+                eprintln!("{failure}");
+                1
+            }
+        });
+    }
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let started = std::time::Instant::now();
+    let (reports, failures) = run_seeds(args.first, args.seeds, threads, &plan);
+    for f in &failures {
+        eprintln!("{f}");
+    }
+    let slots: u64 = reports.iter().map(|r| r.slots).sum();
+    let worst_liveness = reports.iter().map(|r| r.liveness_ticks).max().unwrap_or(0);
+    let summary = format!(
+        "{} seeds from {}: {} passed, {} failed; {} slots decided; slowest recovery after healing {} ticks; {:.1} s",
+        args.seeds,
+        args.first,
+        reports.len(),
+        failures.len(),
+        slots,
+        worst_liveness,
+        started.elapsed().as_secs_f64()
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"seeds": args.seeds, "passed": reports.len(), "failed": failures.iter().map(|f| f.seed).collect::<Vec<_>>(), "slots": slots})
+        );
+    } else {
+        println!("{summary}");
+    }
+    Ok(if failures.is_empty() { 0 } else { 1 })
+}

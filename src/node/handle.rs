@@ -1,0 +1,223 @@
+//! `NodeHandle`: the `NodeApi` that operator commands use, talking to the
+//! runtime task over a channel. Waits are bounded: a command that finds no
+//! leader fails after `request_timeout` with a message saying so.
+
+use super::metrics::Metrics;
+use super::runtime::NodeRequest;
+use crate::cluster::Inventory;
+use crate::consensus::ballot::NodeId;
+use crate::consensus::messages::Message;
+use crate::consensus::{ClientError, Response, Status};
+use crate::ops::api::{
+    LogEntry, MemberInfo, NodeApi, NodeError, NodeStatus, ReadValue, ReplicaRole, RequestId, Submitted, WatchReceiver,
+};
+use crate::ssh::peer::PeerLink;
+use crate::state_machine::{Command, Op, Slot};
+use futures::future::BoxFuture;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub(super) requests: mpsc::Sender<NodeRequest>,
+    pub(super) inventory: Arc<Inventory>,
+    pub(super) id: NodeId,
+    pub(super) peers: BTreeMap<NodeId, PeerLink<Message>>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) started: Instant,
+    pub(super) tick: Duration,
+    pub request_timeout: Duration,
+}
+
+impl NodeHandle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> NodeRequest) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.send(make(tx)).await.map_err(|_| NodeError::ShuttingDown)?;
+        rx.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    pub async fn core_status(&self) -> Result<Status, NodeError> {
+        self.ask(|reply| NodeRequest::Status { reply }).await
+    }
+
+    /// Wait for the core's answer, at most `request_timeout`; on timeout say
+    /// whether a leader was known.
+    async fn answer(&self, make: impl FnOnce(super::runtime::Answer) -> NodeRequest) -> Result<Response, NodeError> {
+        let started = Instant::now();
+        let (tx, rx) = oneshot::channel();
+        self.requests.send(make(tx)).await.map_err(|_| NodeError::ShuttingDown)?;
+        match tokio::time::timeout(self.request_timeout, rx).await {
+            Ok(Ok(Ok(response))) => Ok(response),
+            Ok(Ok(Err(e))) => Err(client_error(e)),
+            Ok(Err(_)) => Err(NodeError::ShuttingDown),
+            Err(_) => {
+                let waited_ms = started.elapsed().as_millis() as u64;
+                match self.core_status().await?.leader {
+                    None => Err(NodeError::NoLeader { waited_ms }),
+                    Some(_) => Err(NodeError::Timeout { waited_ms }),
+                }
+            }
+        }
+    }
+
+    fn ms(&self, ticks: u64) -> u64 {
+        ticks.saturating_mul(self.tick.as_millis() as u64)
+    }
+
+    fn node_status(&self, s: Status) -> NodeStatus {
+        let me = self.inventory.node(self.id);
+        NodeStatus {
+            cluster: self.inventory.cluster.clone(),
+            id: s.id,
+            name: me.map(|n| n.name.clone()).unwrap_or_default(),
+            address: me.map(|n| n.address()).unwrap_or_default(),
+            roles: s.roles.names().into_iter().map(String::from).collect(),
+            role: match s.role.as_str() {
+                "leader" => ReplicaRole::Leader,
+                "candidate" => ReplicaRole::Candidate,
+                _ => ReplicaRole::Follower,
+            },
+            leader: s.leader,
+            ballot: s.ballot,
+            promised: s.promised,
+            commit_index: s.commit_index,
+            applied_index: s.applied_index,
+            last_heartbeat_age_ms: if s.leader == Some(s.id) { None } else { s.ticks_since_leader.map(|t| self.ms(t)) },
+            pending_requests: s.pending_requests as u64,
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+        }
+    }
+}
+
+fn client_error(e: ClientError) -> NodeError {
+    match e {
+        ClientError::NotLeader { leader } => NodeError::NotLeader { leader },
+        ClientError::BadTarget(reason) => NodeError::BadTarget { reason },
+        ClientError::TransferTimedOut(to) => {
+            NodeError::BadTarget { reason: format!("node {to} did not take over within the election timeout") }
+        }
+    }
+}
+
+fn unexpected(what: &str, r: Response) -> NodeError {
+    NodeError::Storage { reason: format!("internal: {what} answered with {r:?}") }
+}
+
+impl NodeApi for NodeHandle {
+    fn status(&self) -> BoxFuture<'_, NodeStatus> {
+        Box::pin(async move {
+            match self.core_status().await {
+                Ok(s) => self.node_status(s),
+                Err(_) => self.node_status(Status {
+                    id: self.id,
+                    roles: Default::default(),
+                    role: "stopping".into(),
+                    leader: None,
+                    ballot: Default::default(),
+                    promised: Default::default(),
+                    commit_index: 0,
+                    applied_index: 0,
+                    log_start: 0,
+                    snapshot_through: 0,
+                    ticks_since_leader: None,
+                    pending_requests: 0,
+                    in_flight: 0,
+                    elections_started: 0,
+                }),
+            }
+        })
+    }
+
+    fn members(&self) -> BoxFuture<'_, Vec<MemberInfo>> {
+        Box::pin(async move {
+            let status = self.core_status().await.ok();
+            let leader = status.as_ref().and_then(|s| s.leader);
+            self.inventory
+                .nodes
+                .iter()
+                .map(|n| {
+                    let is_self = n.id == self.id;
+                    let link = self.peers.get(&n.id).map(|l| l.stats());
+                    MemberInfo {
+                        id: n.id,
+                        name: n.name.clone(),
+                        address: n.address(),
+                        roles: n.roles().names().into_iter().map(String::from).collect(),
+                        is_self,
+                        is_leader: leader == Some(n.id),
+                        connected: is_self || link.as_ref().is_some_and(|l| l.connected),
+                        last_heard_ms: None,
+                        match_index: None,
+                    }
+                })
+                .collect()
+        })
+    }
+
+    fn submit(&self, op: Op, request: Option<RequestId>) -> BoxFuture<'_, Result<Submitted, NodeError>> {
+        Box::pin(async move {
+            // Without an id from the caller, a fresh client id per command:
+            // commands from one client must be applied in sequence order,
+            // which concurrent operators cannot promise.
+            let RequestId { client, seq } = request.unwrap_or(RequestId { client: rand::random::<u64>() | 1, seq: 1 });
+            let command = Command { client, seq, op };
+            match self.answer(|reply| NodeRequest::Submit { command, reply }).await? {
+                Response::Applied { slot, result } => Ok(Submitted { slot, result }),
+                other => Err(unexpected("submit", other)),
+            }
+        })
+    }
+
+    fn read(&self, key: String, linearizable: bool) -> BoxFuture<'_, Result<ReadValue, NodeError>> {
+        Box::pin(async move {
+            match self.answer(|reply| NodeRequest::Read { key, linearizable, reply }).await? {
+                Response::Value { value, index } => Ok(ReadValue { value, index }),
+                other => Err(unexpected("read", other)),
+            }
+        })
+    }
+
+    fn log(&self, from: Slot, limit: u64) -> BoxFuture<'_, Result<Vec<LogEntry>, NodeError>> {
+        Box::pin(async move {
+            let limit = limit.min(10_000) as usize;
+            let entries = self.ask(|reply| NodeRequest::Log { from, limit, reply }).await?;
+            let entries = entries.map_err(|first_available| NodeError::Compacted { first_available })?;
+            Ok(entries.into_iter().map(|e| LogEntry { slot: e.slot, entry: e.entry }).collect())
+        })
+    }
+
+    fn watch(&self, from: Slot) -> BoxFuture<'_, Result<WatchReceiver, NodeError>> {
+        Box::pin(async move {
+            let (tx, mut rx) = mpsc::channel(256);
+            self.requests.send(NodeRequest::Watch { from, tx }).await.map_err(|_| NodeError::ShuttingDown)?;
+            let (out_tx, out_rx) = mpsc::channel(256);
+            tokio::spawn(async move {
+                while let Some(item) = rx.recv().await {
+                    let item = item
+                        .map(|e| LogEntry { slot: e.slot, entry: e.entry })
+                        .map_err(|first_available| NodeError::Compacted { first_available });
+                    let last = item.is_err();
+                    if out_tx.send(item).await.is_err() || last {
+                        break;
+                    }
+                }
+            });
+            Ok(out_rx)
+        })
+    }
+
+    fn step_down(&self, to: Option<NodeId>) -> BoxFuture<'_, Result<NodeId, NodeError>> {
+        Box::pin(async move {
+            match self.answer(|reply| NodeRequest::Transfer { to, reply }).await? {
+                Response::Transferred { to } => Ok(to),
+                other => Err(unexpected("step-down", other)),
+            }
+        })
+    }
+
+    fn metrics(&self) -> BoxFuture<'_, String> {
+        Box::pin(async move { self.metrics.render() })
+    }
+}

@@ -1,0 +1,182 @@
+//! `paxos serve`: wire one node together. Load its key and check it against
+//! the inventory, recover its replica from disk, start the SSH server and a
+//! link to every peer, then run the consensus task until shutdown.
+
+use super::handle::NodeHandle;
+use super::metrics::Metrics;
+use super::runtime::Runtime;
+use crate::cluster::{Cluster, parse_public_key};
+use crate::consensus::Replica;
+use crate::consensus::messages::Message;
+use crate::keys;
+use crate::ops::audit::AuditLog;
+use crate::ops::command::{OpsCommand, parse};
+use crate::ops::exec::{Context, run_console, run_line};
+use crate::ops::{EXIT_DENIED, Role};
+use crate::ssh::frame::DEFAULT_MAX_FRAME;
+use crate::ssh::peer::{PeerLink, PeerLinkSettings};
+use crate::ssh::server::{AccessList, OperatorService, OperatorSession, Principal, ServerSettings, SshServer};
+use crate::storage::{DiskStorage, Storage};
+use anyhow::{Context as _, bail};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::BufReader;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+/// Messages queued for one unreachable peer before the oldest are dropped
+/// (Paxos retransmits what matters).
+const PEER_QUEUE: usize = 4096;
+
+/// How long an operator command waits for a leader or a decision.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A started node.
+pub struct Running {
+    pub handle: NodeHandle,
+    pub ssh_addr: SocketAddr,
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let me = cluster.me().clone();
+    let id = me.id;
+    let key_file = &cluster.node.key_file;
+    let identity = keys::load_private(key_file).with_context(|| format!("node {id}: loading its key"))?;
+    let pinned = cluster.inventory.host_key(id)?;
+    if identity.public_key().key_data() != pinned.key_data() {
+        bail!(
+            "node {id}: the key in {} is {} but the inventory {} pins {} for this node; \
+             fix the inventory's host_key or use the right key file",
+            key_file.display(),
+            keys::fingerprint(identity.public_key()),
+            cluster.inventory.path.display(),
+            keys::fingerprint(&pinned)
+        );
+    }
+    let identity = Arc::new(identity);
+
+    let mut storage = DiskStorage::open(&cluster.node.data_dir)?;
+    let recovered = storage.recover()?;
+    info!(
+        node = id,
+        dir = %cluster.node.data_dir.display(),
+        records = recovered.records.len(),
+        snapshot = recovered.snapshot.as_ref().map(|s| s.through),
+        "recovered durable state"
+    );
+    let replica = Replica::new(cluster.consensus.clone(), rand::random(), recovered)?;
+    let status = replica.status();
+    info!(node = id, commit = status.commit_index, promised = %status.promised, "replica ready");
+
+    let mut access = AccessList::default();
+    let peers = cluster.peers()?;
+    for (peer, key) in &peers {
+        access.peers.insert(peer.id, key.clone());
+    }
+    let parse_all = |keys: &[String]| -> anyhow::Result<Vec<_>> {
+        keys.iter().map(|k| parse_public_key(k).map_err(anyhow::Error::msg)).collect()
+    };
+    access.operators = parse_all(cluster.inventory.operator_keys())?;
+    access.readers = parse_all(cluster.inventory.reader_keys())?;
+
+    let listen = cluster.listen();
+    let settings = ServerSettings {
+        node: id,
+        listen: listen.to_string(),
+        host_key: (*identity).clone(),
+        access,
+        max_frame: DEFAULT_MAX_FRAME,
+    };
+    let server = SshServer::bind(settings).await?;
+    let ssh_addr = server.local_addr();
+
+    let tick = cluster.tick();
+    let mut links = BTreeMap::new();
+    for (peer, key) in peers {
+        let settings = PeerLinkSettings {
+            local_node: id,
+            peer_node: peer.id,
+            peer_addr: peer.address.clone(),
+            peer_host_key: key,
+            identity: identity.clone(),
+            max_frame: DEFAULT_MAX_FRAME,
+            queue_capacity: PEER_QUEUE,
+            backoff_base: Duration::from_millis(50),
+            backoff_cap: Duration::from_secs(2),
+        };
+        links.insert(peer.id, PeerLink::<Message>::spawn(settings, shutdown.clone()));
+    }
+
+    let (inbox_tx, inbox_rx) = mpsc::channel(8192);
+    let (requests_tx, requests_rx) = mpsc::channel(4096);
+    let metrics = Arc::new(Metrics::new());
+    let handle = NodeHandle {
+        requests: requests_tx,
+        inventory: Arc::new(cluster.inventory.clone()),
+        id,
+        peers: links.clone(),
+        metrics: metrics.clone(),
+        started: Instant::now(),
+        tick,
+        request_timeout: REQUEST_TIMEOUT,
+    };
+    let audit = AuditLog::open(&cluster.node.audit_log)
+        .with_context(|| format!("opening the audit log {}", cluster.node.audit_log.display()))?;
+    let service = Arc::new(OpsService { api: Arc::new(handle.clone()), audit: Arc::new(audit) });
+    let runtime = Runtime { replica, storage, peers: links, tick, metrics };
+
+    let server_stop = shutdown.clone();
+    let server_task = tokio::spawn(server.run::<Message>(inbox_tx, service, server_stop));
+    let runtime_stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let result = runtime.run(inbox_rx, requests_rx, runtime_stop).await;
+        // Whatever ended the consensus task ends the node.
+        shutdown.cancel();
+        if let Ok(Err(e)) = server_task.await {
+            error!(node = id, "ssh server: {e}");
+        }
+        result.map_err(anyhow::Error::from)
+    });
+    info!(node = id, name = %me.name, addr = %ssh_addr, "node serving");
+    Ok(Running { handle, ssh_addr, task })
+}
+
+/// Operator commands over SSH, authorized by the key's role.
+struct OpsService {
+    api: Arc<NodeHandle>,
+    audit: Arc<AuditLog>,
+}
+
+impl OperatorService for OpsService {
+    fn run(&self, session: OperatorSession) -> Pin<Box<dyn Future<Output = u32> + Send + 'static>> {
+        let api = self.api.clone();
+        let audit = self.audit.clone();
+        Box::pin(async move {
+            let OperatorSession { principal, fingerprint, command_line, stdin, mut stdout, mut stderr } = session;
+            let role = match principal {
+                Principal::Operator => Role::Operator,
+                Principal::Reader => Role::Reader,
+                Principal::Peer(_) => return EXIT_DENIED as u32,
+            };
+            let ctx = Context { api: &*api, role, fingerprint: &fingerprint, audit: Some(&audit) };
+            let words: Vec<&str> = command_line.split_whitespace().filter(|w| *w != "paxos").collect();
+            let console = words.iter().all(|w| *w == "--json")
+                || parse(&command_line).is_ok_and(|i| matches!(i.command, OpsCommand::Console));
+            if console {
+                let json = words.contains(&"--json");
+                return match run_console(&ctx, json, BufReader::new(stdin), &mut stdout).await {
+                    Ok(()) => 0,
+                    Err(_) => 1,
+                };
+            }
+            run_line(&ctx, &command_line, &mut stdout, &mut stderr).await as u32
+        })
+    }
+}
