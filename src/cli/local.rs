@@ -138,7 +138,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
         return Ok(match run_caught(seed, &plan) {
             Ok(report) => {
                 if args.json {
-                    println!("{}", serde_json::json!({"seed": seed, "ok": true, "report": format!("{report:?}")}));
+                    println!("{}", serde_json::json!({"seed": seed, "ok": true, "report": report}));
                 } else {
                     println!("seed {seed}: ok: {report:?}");
                 }

@@ -45,7 +45,7 @@ impl fmt::Display for Failure {
 }
 
 /// What one seed did, for the summary line.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Report {
     pub shape: &'static str,
     pub slots: u64,
