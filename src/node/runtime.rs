@@ -80,6 +80,7 @@ impl<S: Storage> Runtime<S> {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut state = LoopState::default();
         let mut pending: VecDeque<Input> = VecDeque::new();
+        let mut iterations: u64 = 0;
         loop {
             if pending.is_empty() {
                 tokio::select! {
@@ -116,6 +117,10 @@ impl<S: Storage> Runtime<S> {
             let after_persist = self.persist_and_send(batch, &mut state)?;
             pending.extend(after_persist.into_iter().map(Input::Receive));
             state.feed_watchers(&self.replica);
+            iterations += 1;
+            if iterations % 1024 == 0 {
+                state.forget_abandoned();
+            }
             self.metrics.observe(&self.replica.status(), stepped);
         }
         // Everything appended was synced in its own batch; sync once more so
@@ -233,7 +238,11 @@ impl LoopState {
             // The operator may have given up (timeout, disconnect); that is fine.
             let _ = reply.send(outcome);
         }
-        // Waiters whose operator went away are dropped lazily here.
+    }
+
+    /// Forget waiters whose operator went away (their command may still be
+    /// applied; nobody is left to tell). Called now and then, not per reply.
+    fn forget_abandoned(&mut self) {
         self.waiting.retain(|_, r| !r.is_closed());
     }
 
