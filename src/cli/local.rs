@@ -63,7 +63,6 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let id = cluster.me().id;
     let rt = super::runtime()?;
     rt.block_on(async move {
-        let _span = tracing::info_span!("node", id).entered();
         let shutdown = CancellationToken::new();
         let running = crate::node::serve::start(cluster, shutdown.clone()).await?;
         let stop = shutdown.clone();
