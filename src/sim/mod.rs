@@ -81,11 +81,14 @@ fn full() -> Roles {
     Roles::default()
 }
 
+/// A shape's name, its members, and its quorum sizes (None: majority).
+type ShapeSpec = (&'static str, Vec<(NodeId, Roles)>, Option<usize>, Option<usize>);
+
 /// Cluster shapes the seeds rotate through, mixed roles and flexible quorums included.
 fn shape(seed: u64) -> (&'static str, Vec<Config>) {
     let acceptor_only = Roles { proposer: false, acceptor: true, learner: true };
     let proposer_acceptor = full();
-    let (name, members, q1, q2): (&'static str, Vec<(NodeId, Roles)>, Option<usize>, Option<usize>) = match seed % 4 {
+    let (name, members, q1, q2): ShapeSpec = match seed % 4 {
         0 => ("3 full nodes", (1..=3).map(|i| (i, full())).collect(), None, None),
         1 => ("5 full nodes", (1..=5).map(|i| (i, full())).collect(), None, None),
         2 => (
@@ -251,12 +254,12 @@ fn inject_faults(world: &mut World, rng: &mut Rng, report: &mut Report) -> Resul
     } else if world.net.is_partitioned() && rng.chance(0.01) {
         world.net.heal();
     }
-    if rng.chance(0.002) {
-        if let Some(leader) = world.leaders().first().copied() {
-            let to = if rng.chance(0.5) { Some(ids[rng.between(0, ids.len() as u64 - 1) as usize]) } else { None };
-            let request = world.new_request((usize::MAX, 0));
-            world.input(leader, Input::TransferLeadership { request, to })?;
-        }
+    if rng.chance(0.002)
+        && let Some(leader) = world.leaders().first().copied()
+    {
+        let to = if rng.chance(0.5) { Some(ids[rng.between(0, ids.len() as u64 - 1) as usize]) } else { None };
+        let request = world.new_request((usize::MAX, 0));
+        world.input(leader, Input::TransferLeadership { request, to })?;
     }
     Ok(())
 }
