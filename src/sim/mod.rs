@@ -4,6 +4,7 @@
 //! the end, linearizability of the clients' history and liveness once the
 //! network is stable. A run is a pure function of its seed.
 
+pub mod cluster;
 pub mod linearizability;
 pub mod network;
 mod workload;
@@ -19,6 +20,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use workload::Client;
 use world::World;
+
+pub use cluster::{Cluster, ClusterBuilder, Fate, Traced};
 
 /// A property that failed, with what replays it.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +80,19 @@ pub fn sim_timing() -> Timing {
     }
 }
 
+/// Tuning for the simulation: tiny batches, a short pipeline and frequent
+/// snapshots, so that a short run crosses every one of those boundaries.
+pub fn sim_tuning() -> Tuning {
+    Tuning {
+        max_batch: 3,
+        pipeline_depth: 4,
+        snapshot_interval: 25,
+        log_retain: 6,
+        catch_up_batch: 5,
+        max_sessions: 1000,
+    }
+}
+
 fn full() -> Roles {
     Roles::default()
 }
@@ -111,14 +127,7 @@ fn shape(seed: u64) -> (&'static str, Vec<Config>) {
         ),
     };
     let members: BTreeMap<NodeId, Roles> = members.into_iter().collect();
-    let tuning = Tuning {
-        max_batch: 3,
-        pipeline_depth: 4,
-        snapshot_interval: 25,
-        log_retain: 6,
-        catch_up_batch: 5,
-        max_sessions: 1000,
-    };
+    let tuning = sim_tuning();
     let configs = members
         .keys()
         .map(|id| Config {
