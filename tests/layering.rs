@@ -5,17 +5,8 @@
 use std::fs;
 use std::path::Path;
 
-const FORBIDDEN: [&str; 9] = [
-    "tokio",
-    "russh",
-    "std::time",
-    "std::thread",
-    "std::fs",
-    "std::net",
-    "thread_rng",
-    "rand::",
-    "SystemTime",
-];
+const FORBIDDEN: [&str; 9] =
+    ["tokio", "russh", "std::time", "std::thread", "std::fs", "std::net", "thread_rng", "rand::", "SystemTime"];
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     for entry in fs::read_dir(dir).expect("readable source dir") {

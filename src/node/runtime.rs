@@ -118,7 +118,7 @@ impl<S: Storage> Runtime<S> {
             pending.extend(after_persist.into_iter().map(Input::Receive));
             state.feed_watchers(&self.replica);
             iterations += 1;
-            if iterations % 1024 == 0 {
+            if iterations.is_multiple_of(1024) {
                 state.forget_abandoned();
             }
             self.metrics.observe(&self.replica.status(), stepped);

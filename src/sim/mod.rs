@@ -4,6 +4,7 @@
 //! the end, linearizability of the clients' history and liveness once the
 //! network is stable. A run is a pure function of its seed.
 
+pub mod cluster;
 pub mod linearizability;
 pub mod network;
 mod workload;
@@ -19,6 +20,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use workload::Client;
 use world::World;
+
+pub use cluster::{Cluster, ClusterBuilder, Fate, Traced};
 
 /// A property that failed, with what replays it.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,16 +80,31 @@ pub fn sim_timing() -> Timing {
     }
 }
 
+/// Tuning for the simulation: tiny batches, a short pipeline and frequent
+/// snapshots, so that a short run crosses every one of those boundaries.
+pub fn sim_tuning() -> Tuning {
+    Tuning {
+        max_batch: 3,
+        pipeline_depth: 4,
+        snapshot_interval: 25,
+        log_retain: 6,
+        catch_up_batch: 5,
+        max_sessions: 1000,
+    }
+}
+
 fn full() -> Roles {
     Roles::default()
 }
+
+/// A shape's name, its members, and its quorum sizes (None: majority).
+type ShapeSpec = (&'static str, Vec<(NodeId, Roles)>, Option<usize>, Option<usize>);
 
 /// Cluster shapes the seeds rotate through, mixed roles and flexible quorums included.
 fn shape(seed: u64) -> (&'static str, Vec<Config>) {
     let acceptor_only = Roles { proposer: false, acceptor: true, learner: true };
     let proposer_acceptor = full();
-    type Shape = (&'static str, Vec<(NodeId, Roles)>, Option<usize>, Option<usize>);
-    let (name, members, q1, q2): Shape = match seed % 4 {
+    let (name, members, q1, q2): ShapeSpec = match seed % 4 {
         0 => ("3 full nodes", (1..=3).map(|i| (i, full())).collect(), None, None),
         1 => ("5 full nodes", (1..=5).map(|i| (i, full())).collect(), None, None),
         2 => (
@@ -109,14 +127,7 @@ fn shape(seed: u64) -> (&'static str, Vec<Config>) {
         ),
     };
     let members: BTreeMap<NodeId, Roles> = members.into_iter().collect();
-    let tuning = Tuning {
-        max_batch: 3,
-        pipeline_depth: 4,
-        snapshot_interval: 25,
-        log_retain: 6,
-        catch_up_batch: 5,
-        max_sessions: 1000,
-    };
+    let tuning = sim_tuning();
     let configs = members
         .keys()
         .map(|id| Config {

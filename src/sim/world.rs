@@ -3,6 +3,7 @@
 //! every step.
 
 use super::Failure;
+use super::cluster::Trace;
 use super::linearizability::Recorder;
 use super::network::Network;
 use super::workload::{Acked, Client};
@@ -57,6 +58,9 @@ pub(super) struct World {
     pub acked: Vec<Acked>,
     pub crash_before_sync: f64,
     pub max_down: usize,
+    /// Messages sent and delivered and entries applied, for the test
+    /// harness (`super::cluster`); `None` (nothing recorded) in `run_seed`.
+    pub trace: Option<Trace>,
 }
 
 impl World {
@@ -93,6 +97,7 @@ impl World {
             acked: Vec::new(),
             crash_before_sync: 0.0,
             max_down,
+            trace: None,
         })
     }
 
@@ -144,8 +149,14 @@ impl World {
         while let Some(input) = queue.pop_front() {
             let Some(node) = self.nodes.get_mut(&id) else { return Ok(()) };
             let Some(replica) = node.replica.as_mut() else { return Ok(()) };
+            if let (Some(trace), Input::Receive(env)) = (self.trace.as_mut(), &input) {
+                trace.delivered(self.now, env);
+            }
             let out = replica.step(input);
             self.check_step(id, &out)?;
+            if let Some(trace) = self.trace.as_mut() {
+                trace.applied(id, &out.applied);
+            }
             let mut loopback = Vec::new();
             self.effects(id, out, &mut loopback)?;
             queue.extend(loopback.into_iter().map(Input::Receive));
@@ -186,6 +197,9 @@ impl World {
     }
 
     fn route(&mut self, env: Envelope, loopback: &mut Vec<Envelope>) {
+        if let Some(trace) = self.trace.as_mut() {
+            trace.sent(self.now, &env);
+        }
         if env.to == env.from {
             loopback.push(env);
         } else {
