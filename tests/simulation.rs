@@ -19,4 +19,6 @@ fn simulation_seeds_hold_safety_linearizability_and_liveness() {
     assert!(reports.iter().map(|r| r.crashes).sum::<u32>() > 0, "no seed crashed a node");
     assert!(reports.iter().map(|r| r.partitions).sum::<u32>() > 0, "no seed partitioned the network");
     assert!(reports.iter().all(|r| r.acked_writes > 0), "a seed acknowledged no write");
+    assert!(reports.iter().map(|r| r.snapshots_taken).sum::<u32>() > 0, "no seed took a snapshot");
+    assert!(reports.iter().map(|r| r.snapshots_installed).sum::<u32>() > 0, "no seed caught up by snapshot");
 }

@@ -157,13 +157,18 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
     }
     let slots: u64 = reports.iter().map(|r| r.slots).sum();
     let worst_liveness = reports.iter().map(|r| r.liveness_ticks).max().unwrap_or(0);
+    let crashes: u32 = reports.iter().map(|r| r.crashes).sum();
+    let installed: u32 = reports.iter().map(|r| r.snapshots_installed).sum();
     let summary = format!(
-        "{} seeds from {}: {} passed, {} failed; {} slots decided; slowest recovery after healing {} ticks; {:.1} s",
+        "{} seeds from {}: {} passed, {} failed; {} slots decided; {} crashes; {} snapshot catch-ups; \
+         slowest recovery after healing {} ticks; {:.1} s",
         args.seeds,
         args.first,
         reports.len(),
         failures.len(),
         slots,
+        crashes,
+        installed,
         worst_liveness,
         started.elapsed().as_secs_f64()
     );

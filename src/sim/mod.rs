@@ -58,6 +58,8 @@ pub struct Report {
     pub partitions: u32,
     pub messages: u64,
     pub liveness_ticks: u64,
+    pub snapshots_taken: u32,
+    pub snapshots_installed: u32,
 }
 
 /// Ticks within which, once the network is healed and stable and every node
@@ -224,6 +226,8 @@ pub fn run_seed(seed: u64, plan: &Plan) -> Result<Report, Failure> {
     report.operations = world.recorder.completed();
     report.acked_writes = world.acked.len();
     report.messages = world.net.delivered;
+    report.snapshots_taken = world.snapshots_taken;
+    report.snapshots_installed = world.snapshots_installed;
     let recorder = std::mem::take(&mut world.recorder);
     recorder.check().map_err(|e| Failure::new(seed, world.now, format!("linearizability: {e}")))?;
     Ok(report)

@@ -58,6 +58,9 @@ pub(super) struct World {
     pub acked: Vec<Acked>,
     pub crash_before_sync: f64,
     pub max_down: usize,
+    /// Snapshots taken locally, and installed from a peer (catch-up past compaction).
+    pub snapshots_taken: u32,
+    pub snapshots_installed: u32,
     /// Messages sent and delivered and entries applied, for the test
     /// harness (`super::cluster`); `None` (nothing recorded) in `run_seed`.
     pub trace: Option<Trace>,
@@ -97,6 +100,8 @@ impl World {
             acked: Vec::new(),
             crash_before_sync: 0.0,
             max_down,
+            snapshots_taken: 0,
+            snapshots_installed: 0,
             trace: None,
         })
     }
@@ -234,6 +239,14 @@ impl World {
     fn check_step(&mut self, id: NodeId, out: &Outputs) -> Result<(), Failure> {
         let node = self.nodes.get_mut(&id).expect("node exists");
         let replica = node.replica.as_ref().expect("stepped node is up");
+        if let Some(s) = &out.snapshot {
+            let installed = s.through > node.next_apply && out.applied.first().is_none_or(|a| a.slot >= s.through);
+            if installed {
+                self.snapshots_installed += 1;
+            } else {
+                self.snapshots_taken += 1;
+            }
+        }
         for applied in &out.applied {
             if applied.slot < node.next_apply {
                 return Err(Failure::new(
