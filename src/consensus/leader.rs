@@ -4,7 +4,7 @@
 
 use super::ballot::{Ballot, NodeId};
 use super::election::Role;
-use super::messages::{Accept, Accepted, CatchUp, Decided, Heartbeat, HeartbeatReply, Message, Promise};
+use super::messages::{Accept, Accepted, CatchUp, Heartbeat, HeartbeatReply, Message, Promise};
 use super::records::Record;
 use super::{Replica, SlotState};
 use crate::state_machine::{ClientId, Command, Entry, Slot};
@@ -260,9 +260,10 @@ impl Replica {
         let round = self.reads.round_sent;
         self.broadcast_heartbeat(round);
         let learners: Vec<NodeId> = self.others.iter().copied().filter(|n| !self.is_acceptor(*n)).collect();
-        if !learners.is_empty() {
-            let entries: Vec<Entry> = self.log.range(from..commit_index).map(|(_, s)| s.entry.clone()).collect();
-            let decided = Decided { first_slot: from, entries, commit_index };
+        // Slots compacted away since the last announcement reach learners by
+        // catch-up (they see the commit index and ask).
+        let run = self.decided_run(from.max(self.log_start), self.cfg.tuning.catch_up_batch);
+        if let Some(decided) = run.filter(|_| !learners.is_empty()) {
             for learner in learners {
                 self.send(learner, Message::Decided(decided.clone()));
             }

@@ -73,14 +73,26 @@ impl Replica {
             self.send(from, Message::InstallSnapshot(snapshot));
             return;
         }
-        let entries: Vec<Entry> = self
-            .log
-            .range(m.from_slot..self.commit_index)
-            .take(self.cfg.tuning.catch_up_batch)
-            .map(|(_, s)| s.entry.clone())
-            .collect();
-        let decided = Decided { first_slot: m.from_slot, entries, commit_index: self.commit_index };
-        self.send(from, Message::Decided(decided));
+        if let Some(decided) = self.decided_run(m.from_slot, self.cfg.tuning.catch_up_batch) {
+            self.send(from, Message::Decided(decided));
+        }
+    }
+
+    /// Up to `limit` decided entries from `first_slot` on, contiguous (a
+    /// `Decided` message names only its first slot, so a gap must end it);
+    /// `None` if `first_slot` was compacted away here.
+    pub(super) fn decided_run(&self, first_slot: Slot, limit: usize) -> Option<Decided> {
+        if first_slot < self.log_start {
+            return None;
+        }
+        let mut entries: Vec<Entry> = Vec::new();
+        for (slot, state) in self.log.range(first_slot..self.commit_index).take(limit) {
+            if *slot != first_slot + entries.len() as u64 || !state.decided {
+                break;
+            }
+            entries.push(state.entry.clone());
+        }
+        Some(Decided { first_slot, entries, commit_index: self.commit_index })
     }
 
     pub(super) fn on_decided(&mut self, from: NodeId, m: Decided) {

@@ -220,8 +220,16 @@ pub fn run_seed(seed: u64, plan: &Plan) -> Result<Report, Failure> {
         }
     }
     report.slots = world.check_states_converged()?;
-    if world.leaders().len() != 1 {
-        return Err(Failure::new(seed, world.now, format!("stable network but leaders {:?}", world.leaders())));
+    // Leadership may still change hands on a stable network (a campaign from
+    // the faulty phase can preempt the leader once), but it must settle.
+    let settled_by = world.now + LIVENESS_BOUND;
+    while world.leaders().len() != 1 {
+        if world.now >= settled_by {
+            let what =
+                format!("stable network but no single leader after {LIVENESS_BOUND} ticks\n{}", world.describe());
+            return Err(Failure::new(seed, world.now, what));
+        }
+        world.tick()?;
     }
     report.operations = world.recorder.completed();
     report.acked_writes = world.acked.len();
