@@ -115,20 +115,25 @@ impl Replica {
         if m.through <= self.applied {
             return;
         }
-        let mut state = m.state;
-        state.reindex();
-        self.kv = state;
-        self.applied = m.through;
-        self.snapshot_through = m.through;
-        self.log_start = m.through;
-        self.log = self.log.split_off(&m.through);
-        self.commit_index = self.commit_index.max(m.through);
-        self.known_commit = self.known_commit.max(m.through);
+        self.adopt_snapshot(m.through, m.state);
         // The runtime stores the snapshot before the records of this step,
         // so a commit marker past it never outlives it on disk.
         self.out.snapshot = Some(Snapshot { through: m.through, state: self.kv.clone() });
         self.answer_from_sessions();
         self.advance_commit();
+    }
+
+    /// Take `state` as the state machine after every slot below `through`,
+    /// dropping the log it covers (undecided votes above it stay).
+    pub(super) fn adopt_snapshot(&mut self, through: Slot, mut state: crate::state_machine::KvStore) {
+        state.reindex();
+        self.kv = state;
+        self.applied = through;
+        self.snapshot_through = through;
+        self.log_start = through;
+        self.log = self.log.split_off(&through);
+        self.commit_index = self.commit_index.max(through);
+        self.known_commit = self.known_commit.max(through);
     }
 
     /// Apply every decided slot not applied yet, in slot order.

@@ -12,13 +12,7 @@ impl Replica {
     /// holds the marker holds the vote too).
     pub(super) fn restore(&mut self, recovered: Recovered) {
         if let Some(snapshot) = recovered.snapshot {
-            let mut state = snapshot.state;
-            state.reindex();
-            self.kv = state;
-            self.applied = snapshot.through;
-            self.commit_index = snapshot.through;
-            self.snapshot_through = snapshot.through;
-            self.log_start = snapshot.through;
+            self.adopt_snapshot(snapshot.through, snapshot.state);
         }
         let mut committed_through: Slot = 0;
         for record in recovered.records {
