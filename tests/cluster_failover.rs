@@ -5,6 +5,9 @@
 mod support_cluster;
 
 use serde_json::Value;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use support_cluster::*;
 
 #[test]
@@ -116,15 +119,45 @@ fn a_sigkilled_leader_is_replaced_and_nothing_committed_is_lost() {
         cluster.put(&format!("before{n}"), &format!("value{n}"));
     }
 
+    // A client keeps writing through the CLI while the leader dies.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (inventory, operator, stop) = (cluster.inventory.clone(), cluster.operator.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut outcomes = Vec::new();
+            for n in 0.. {
+                if stop.load(Ordering::SeqCst) && n >= 3 {
+                    break;
+                }
+                let mut put = Command::new(PAXOS);
+                put.arg("--cluster").arg(&inventory).arg("-i").arg(&operator);
+                put.args(["put", &format!("during{n}"), &format!("v{n}")]);
+                outcomes.push((n, run(put)));
+            }
+            outcomes
+        })
+    };
     let pid = cluster.node(old_leader).pid().expect("running");
     cluster.kill(old_leader);
     let (new_leader, new_ballot) = cluster.wait_for_leader();
     assert_ne!(new_leader, old_leader, "node {old_leader} (pid {pid}) was killed");
     assert!(new_ballot > old_ballot, "new ballot {new_ballot:?} is not above {old_ballot:?}");
+    stop.store(true, Ordering::SeqCst);
+    let outcomes = writer.join().expect("writer");
 
     for n in 0..5 {
         assert_eq!(cluster.get(&format!("before{n}")), Some(format!("value{n}")), "before{n} lost");
     }
+    // Every write the CLI acknowledged survived; any other one failed with
+    // a message, never silently.
+    for (n, out) in &outcomes {
+        match out.code {
+            Some(0) => assert_eq!(cluster.get(&format!("during{n}")), Some(format!("v{n}")), "during{n} lost"),
+            _ => assert!(!out.stderr.trim().is_empty(), "during{n} failed without a word: {}", out.show()),
+        }
+    }
+    let acknowledged = outcomes.iter().filter(|(_, out)| out.code == Some(0)).count();
+    assert!(acknowledged >= 3, "{outcomes:?}");
     let slot = cluster.put("after", "the failover");
     assert_eq!(cluster.get("after").as_deref(), Some("the failover"));
     let survivors: Vec<u64> = cluster.nodes.iter().map(|n| n.id).filter(|id| *id != old_leader).collect();
