@@ -127,10 +127,10 @@ async fn watch(target: &Target, line: &str) -> anyhow::Result<u8> {
         while let Some(event) = stream.next().await {
             match event {
                 StreamEvent::Stdout(text) => {
-                    stdout.write_all(text.as_bytes())?;
+                    writeln!(stdout, "{text}")?;
                     stdout.flush()?;
                 }
-                StreamEvent::Stderr(text) => eprint!("{text}"),
+                StreamEvent::Stderr(text) => eprintln!("{text}"),
                 StreamEvent::Exit(code) => return Ok(code.min(255) as u8),
             }
         }
