@@ -173,6 +173,53 @@ fn a_sigkilled_leader_is_replaced_and_nothing_committed_is_lost() {
 }
 
 #[test]
+fn a_command_cut_off_by_its_node_dying_is_retried_on_the_next_node() {
+    let mut cluster = Cluster::start(3);
+    cluster.put("kept", "safe");
+    // The CLI's watch follows node 1, the first in the inventory.
+    let mut watch = Streaming::spawn({
+        let mut watch = Command::new(PAXOS);
+        watch.arg("--cluster").arg(&cluster.inventory).arg("-i").arg(&cluster.operator);
+        watch.args(["watch", "--from", "0"]);
+        watch
+    });
+    let seen = watch.read_until(|line| line.contains("put kept \"safe\"")).expect("the watch shows the first write");
+    // One entry per line, led by its slot.
+    assert!(seen.iter().all(|l| l.split(' ').next().is_some_and(|slot| slot.parse::<u64>().is_ok())), "{seen:?}");
+    // Node 1 is also where the CLI sends the next command. Alone, it cannot
+    // get it decided.
+    cluster.kill(2);
+    cluster.kill(3);
+    let put = {
+        let mut put = Command::new(PAXOS);
+        put.arg("--cluster").arg(&cluster.inventory).arg("-i").arg(&cluster.operator);
+        put.args(["put", "inflight", "answered", "elsewhere"]);
+        std::thread::spawn(move || run(put))
+    };
+    eventually(
+        "node 1 to be working on the put",
+        || cluster.log(1).contains("inflight answered elsewhere\" on node 1").then_some(()),
+        || cluster.logs(),
+    );
+    // Frozen, node 1 can neither answer nor decide anything while the
+    // others come back; then it dies with the command in flight.
+    cluster.signal(1, libc::SIGSTOP);
+    cluster.restart(2);
+    cluster.restart(3);
+    cluster.kill(1);
+
+    let out = put.join().expect("put thread");
+    assert_eq!(out.code, Some(0), "{}\n{}", out.show(), cluster.logs());
+    assert!(out.stdout.starts_with("inflight set (it was absent); slot "), "{}", out.show());
+    assert_eq!(cluster.get("inflight").as_deref(), Some("answered elsewhere"));
+    assert_eq!(cluster.get("kept").as_deref(), Some("safe"));
+    // A watch cannot move to another node by itself: it says it was cut off.
+    let out = watch.wait_exit();
+    assert_eq!(out.code, Some(4), "{}", out.show());
+    assert!(out.stderr.contains("node 1 closed the connection"), "{}", out.show());
+}
+
+#[test]
 fn a_restarted_old_leader_catches_up() {
     let mut cluster = Cluster::start(3);
     let (old_leader, _) = cluster.wait_for_leader();

@@ -315,6 +315,13 @@ impl Cluster {
         assert!(status.success(), "node {id} stopped with {status}\n{}", self.logs());
     }
 
+    /// Sends `signal` (e.g. SIGSTOP to freeze it) to node `id`'s process, by its PID.
+    pub fn signal(&self, id: u64, signal: i32) {
+        let pid = i32::try_from(self.node(id).pid().unwrap_or_else(|| panic!("node {id} is not running"))).unwrap();
+        // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "signal {signal} to node {id}");
+    }
+
     /// Whether node `id`'s process has exited by itself; reaps it if so.
     pub fn exited(&mut self, id: u64) -> Option<std::process::ExitStatus> {
         let node = self.node_mut(id);
@@ -506,6 +513,7 @@ impl Ballot {
 pub struct Streaming {
     child: Child,
     lines: mpsc::Receiver<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Streaming {
@@ -513,10 +521,16 @@ impl Streaming {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
         let stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -526,7 +540,16 @@ impl Streaming {
                 }
             }
         });
-        Streaming { child, lines }
+        Streaming { child, lines, stderr: Some(stderr) }
+    }
+
+    /// Waits (bounded) for the process to end by itself: its exit code, the
+    /// stdout lines not read yet, and its stderr.
+    pub fn wait_exit(mut self) -> Out {
+        let status = eventually("the streaming command to exit", || self.child.try_wait().ok().flatten(), String::new);
+        let stdout: Vec<String> = self.lines.try_iter().collect();
+        let stderr = self.stderr.take().map(|t| t.join().unwrap_or_default()).unwrap_or_default();
+        Out { code: status.code(), stdout: stdout.join("\n"), stderr }
     }
 
     /// Reads lines until one satisfies `wanted`; every line read is returned.
