@@ -5,6 +5,7 @@
 mod support_cluster;
 
 use serde_json::Value;
+use std::process::Command;
 use support_cluster::*;
 
 #[test]
@@ -86,4 +87,103 @@ fn the_openssh_client_runs_status_propose_get_and_watch() {
     assert_eq!(answers[1]["error"]["kind"], "usage");
     assert_eq!(answers[2]["result"], "put");
     assert_eq!(answers[2]["previous"], "one");
+}
+
+/// The node processes `paxos up` started, killed by PID if the test fails
+/// before `up` stops them itself. A PID is only signalled while it is still
+/// a `paxos serve` of this test's data dir, so a reused PID is left alone.
+struct UpNodes {
+    pids: Vec<u32>,
+    data: std::path::PathBuf,
+}
+
+impl UpNodes {
+    fn alive(&self, pid: u32) -> bool {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(" serve ") && cmdline.contains(&*self.data.to_string_lossy())
+        })
+    }
+}
+
+impl Drop for UpNodes {
+    fn drop(&mut self) {
+        for &pid in &self.pids {
+            if self.alive(pid) {
+                // SAFETY: kill(2) on a PID just checked to be one of our nodes.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+#[test]
+fn paxos_up_starts_a_cluster_that_openssh_reaches_and_sigterm_stops() {
+    let dir = tempfile::Builder::new().prefix("paxos-itest-up-").tempdir().unwrap();
+    let (keys, hosts, data) = (dir.path().join("keys"), dir.path().join("hosts/local.json"), dir.path().join("data"));
+    let base = free_ports_in_a_row(3);
+    let mut up = Command::new(PAXOS);
+    up.args(["up", "--nodes", "3", "--base-port", &base.to_string()])
+        .arg("--keys")
+        .arg(&keys)
+        .arg("--hosts")
+        .arg(&hosts)
+        .arg("--data")
+        .arg(&data);
+    let mut up = Streaming::spawn(up);
+    let mut nodes = UpNodes { pids: Vec::new(), data: data.clone() };
+    let seen = up
+        .read_until(|line| line.starts_with("cluster \"local\" is up: 3 nodes, leader node"))
+        .unwrap_or_else(|seen| panic!("paxos up did not come up: {seen:?}"));
+    for line in &seen {
+        if let Some(pid) = line.split("(pid ").nth(1).and_then(|rest| rest.split(')').next()?.parse().ok()) {
+            nodes.pids.push(pid);
+        }
+    }
+    assert_eq!(nodes.pids.len(), 3, "{seen:?}");
+
+    // The printed OpenSSH command line works as printed (known_hosts included).
+    let known_hosts = keys.join("known_hosts");
+    for port in base..base + 3 {
+        let mut ssh = Command::new("/usr/bin/ssh");
+        ssh.args(["-F", "/dev/null", "-p", &port.to_string(), "-i"])
+            .arg(keys.join("operator"))
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+            .args(["-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
+            .args(["-o", "IdentitiesOnly=yes", "127.0.0.1", "-s", "paxos", "status", "--json"]);
+        let out = run(ssh);
+        assert_eq!(out.code, Some(0), "port {port}: {}", out.show());
+        assert_eq!(out.json()["address"], format!("127.0.0.1:{port}"), "{}", out.show());
+    }
+    let cli = |args: &[&str]| {
+        let mut cmd = Command::new(PAXOS);
+        cmd.arg("--cluster").arg(&hosts).arg("-i").arg(keys.join("operator")).args(args);
+        run(cmd)
+    };
+    let out = cli(&["put", "greeting", "hello"]);
+    assert_eq!(out.code, Some(0), "{}", out.show());
+    let out = cli(&["get", "greeting"]);
+    assert_eq!((out.code, out.stdout.as_str()), (Some(0), "hello\n"), "{}", out.show());
+
+    // A node that dies is reported with the command that restarts it.
+    let victim = nodes.pids[2];
+    assert!(nodes.alive(victim));
+    // SAFETY: kill(2) on a PID just checked to be one of this test's nodes.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let seen = up
+        .read_until(|line| line.starts_with("node3 exited"))
+        .unwrap_or_else(|seen| panic!("no exit report: {seen:?}"));
+    let report = seen.last().unwrap();
+    assert!(report.contains(&format!("serve --config {}", data.join("node3.json").display())), "{report}");
+
+    // SIGTERM stops every node it started and exits 0.
+    up.signal(libc::SIGTERM);
+    let out = up.wait_exit();
+    assert_eq!(out.code, Some(0), "{}", out.show());
+    assert!(out.stdout.contains("node1 stopped"), "{}", out.show());
+    assert!(out.stdout.contains("node2 stopped"), "{}", out.show());
+    for &pid in &nodes.pids {
+        assert!(!nodes.alive(pid), "node pid {pid} outlived paxos up");
+    }
 }

@@ -113,11 +113,16 @@ pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>, context: 
 /// nodes dial a lot) can take one between this check and the node binding
 /// it, nor while a killed node is down before its restart.
 pub fn free_port() -> u16 {
+    free_ports_in_a_row(1)
+}
+
+/// The first of `n` consecutive free ports (for `paxos up --base-port`).
+pub fn free_ports_in_a_row(n: u16) -> u16 {
+    const LOW: u16 = 20_000;
+    const HIGH: u16 = 32_000;
     static NEXT: AtomicU16 = AtomicU16::new(0);
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    const LOW: u16 = 20_000;
-    const HIGH: u16 = 32_000;
     if NEXT.load(Ordering::Relaxed) == 0 {
         // Spread concurrent test processes over the range.
         let seed = std::process::id() as u64 * 7919
@@ -125,17 +130,18 @@ pub fn free_port() -> u16 {
         NEXT.store(LOW + (seed % (HIGH - LOW) as u64) as u16, Ordering::Relaxed);
     }
     for _ in 0..(HIGH - LOW) {
-        let mut port = NEXT.fetch_add(1, Ordering::Relaxed);
-        if !(LOW..HIGH).contains(&port) {
-            port = LOW;
-            NEXT.store(LOW + 1, Ordering::Relaxed);
+        let mut first = NEXT.load(Ordering::Relaxed);
+        if first < LOW || first + n > HIGH {
+            first = LOW;
         }
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        // Move on either way, so a port handed out is not offered again soon.
+        NEXT.store(first + 1, Ordering::Relaxed);
+        if (first..first + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            NEXT.store(first + n, Ordering::Relaxed);
+            return first;
         }
     }
-    // Everything taken: fall back to the kernel's choice.
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port()
+    panic!("no {n} consecutive free ports on 127.0.0.1 in {LOW}..{HIGH}");
 }
 
 /// One node: its files and, while it runs, its process.
@@ -547,7 +553,12 @@ impl Streaming {
     /// stdout lines not read yet, and its stderr.
     pub fn wait_exit(mut self) -> Out {
         let status = eventually("the streaming command to exit", || self.child.try_wait().ok().flatten(), String::new);
-        let stdout: Vec<String> = self.lines.try_iter().collect();
+        // The reader thread sees the end of the pipe soon after the exit.
+        let deadline = Instant::now() + WAIT;
+        let mut stdout = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            stdout.push(line);
+        }
         let stderr = self.stderr.take().map(|t| t.join().unwrap_or_default()).unwrap_or_default();
         Out { code: status.code(), stdout: stdout.join("\n"), stderr }
     }
@@ -573,6 +584,13 @@ impl Streaming {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends `signal` to this process, by its PID.
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "signal {signal} to pid {pid}");
     }
 }
 
