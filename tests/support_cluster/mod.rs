@@ -316,8 +316,18 @@ impl Cluster {
         let pid = i32::try_from(child.id()).expect("pid");
         // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM node {id}");
-        let status =
-            eventually(&format!("node {id} to exit after SIGTERM"), || child.try_wait().ok().flatten(), || self.logs());
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if started.elapsed() > WAIT {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("node {id} still running {WAIT:?} after SIGTERM; killed it\n{}", self.logs());
+            }
+            std::thread::sleep(POLL);
+        };
         assert!(status.success(), "node {id} stopped with {status}\n{}", self.logs());
     }
 
