@@ -100,7 +100,14 @@ async fn run_anywhere(target: &Target, line: &str) -> anyhow::Result<u8> {
                 continue;
             }
         };
-        let code = output.exit_status.unwrap_or(1);
+        let Some(code) = output.exit_status else {
+            // The node died or the connection broke before the command
+            // finished. Reads are harmless to repeat and mutations carry a
+            // request id, so the next node answers rather than re-applies;
+            // a step-down is asked again of whoever leads now.
+            last_error = format!("node {} closed the connection before answering", node.id);
+            continue;
+        };
         if code == EXIT_UNAVAILABLE as u32 {
             // No leader from there (or it is stepping down): try the next node.
             unavailable = Some(output);
@@ -127,14 +134,15 @@ async fn watch(target: &Target, line: &str) -> anyhow::Result<u8> {
         while let Some(event) = stream.next().await {
             match event {
                 StreamEvent::Stdout(text) => {
-                    stdout.write_all(text.as_bytes())?;
+                    writeln!(stdout, "{text}")?;
                     stdout.flush()?;
                 }
-                StreamEvent::Stderr(text) => eprint!("{text}"),
+                StreamEvent::Stderr(text) => eprintln!("{text}"),
                 StreamEvent::Exit(code) => return Ok(code.min(255) as u8),
             }
         }
-        return Ok(0);
+        eprintln!("paxos: node {} closed the connection; run the watch again (with --from) to go on", node.id);
+        return Ok(EXIT_UNAVAILABLE as u8);
     }
     anyhow::bail!("no node of {} could be reached", target.inventory.path.display())
 }
