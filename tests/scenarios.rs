@@ -692,3 +692,28 @@ fn flexible_quorums_that_do_not_intersect_are_refused_at_start() {
     assert_eq!(result, OpResult::Put { previous: None });
     assert_eq!(cluster.leaders(), vec![leader]);
 }
+
+#[test]
+fn a_node_cut_off_from_the_leader_alone_still_catches_up_through_another_peer() {
+    for seed in 0..20 {
+        let mut cluster = Cluster::new(3, seed);
+        let leader = elected(&mut cluster);
+        let fs = followers(&cluster, leader);
+        let (cut, bridge) = (fs[0], fs[1]);
+        // Only the link between the leader and `cut` fails, both ways.
+        cluster.block(leader, cut);
+        cluster.block(cut, leader);
+        for i in 0..10 {
+            commit(&mut cluster, bridge, Op::Put { key: format!("k{i}"), value: format!("v{i}") });
+        }
+        assert_eq!(cluster.leaders(), vec![leader], "seed {seed}: the healthy leader was deposed");
+        let target = cluster.replica(leader).applied_index();
+        // It learns it is behind from the bridge's answers to its probes,
+        // which come at most one backoff cap (plus jitter) apart.
+        let bound = 4 * sim_timing().backoff_cap + election_bound();
+        cluster
+            .run_until(bound, |c| c.replica(cut).applied_index() >= target)
+            .unwrap_or_else(|e| panic!("seed {seed}: node {cut} never caught up: {e}"));
+        assert_eq!(cluster.replica(cut).store().get("k9").map(String::as_str), Some("v9"), "seed {seed}");
+    }
+}

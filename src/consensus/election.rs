@@ -140,12 +140,18 @@ impl Replica {
         }
         self.note_ballot(probe.ballot);
         let granted = probe.ballot > self.promised && !self.leader_alive_besides(from);
-        let reply = ProbeReply { ballot: probe.ballot, granted, promised: self.promised };
+        let reply =
+            ProbeReply { ballot: probe.ballot, granted, promised: self.promised, commit_index: self.commit_index };
         self.send(from, Message::ProbeReply(reply));
     }
 
     pub(super) fn on_probe_reply(&mut self, from: NodeId, reply: ProbeReply) {
         self.note_ballot(reply.promised);
+        if reply.commit_index > self.commit_index {
+            // Cut off from the leader but not from this peer: learn from it.
+            self.known_commit = self.known_commit.max(reply.commit_index);
+            self.request_catch_up(from);
+        }
         if !self.is_acceptor(from) {
             return;
         }

@@ -43,7 +43,7 @@ impl Replica {
         }
     }
 
-    fn request_catch_up(&mut self, target: NodeId) {
+    pub(super) fn request_catch_up(&mut self, target: NodeId) {
         let due = self.last_catch_up.is_none_or(|t| self.now >= t + self.cfg.timing.retransmit);
         if due && target != self.id() {
             self.last_catch_up = Some(self.now);

@@ -47,6 +47,10 @@ pub struct ProbeReply {
     pub ballot: Ballot,
     pub granted: bool,
     pub promised: Ballot,
+    /// Lets a node that cannot hear the leader learn that it is behind and
+    /// catch up from whoever answered.
+    #[serde(default)]
+    pub commit_index: Slot,
 }
 
 /// Phase 1a for every slot from `first_slot` on (Multi-Paxos runs phase 1
