@@ -15,6 +15,9 @@ pub struct Machine {
     /// CPUs this process may run on (what `nproc` prints).
     pub cpus: usize,
     pub cpu_model: String,
+    /// The 1, 5 and 15 minute load averages when the run started: other
+    /// work on the machine shows in the figures.
+    pub loadavg: String,
 }
 
 impl Machine {
@@ -36,7 +39,10 @@ impl Machine {
             })
             .unwrap_or_else(|| "unknown".into());
         let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-        Machine { uname, cpus, cpu_model }
+        let loadavg = std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|_| "unknown".into());
+        Machine { uname, cpus, cpu_model, loadavg }
     }
 }
 
@@ -166,7 +172,11 @@ fn opt(value: Option<f64>, decimals: usize) -> String {
 pub fn header(date: &str, machine: &Machine, cluster: &ClusterInfo, plan: &Plan) -> String {
     let mut t = String::new();
     let _ = writeln!(t, "paxos bench, {date}");
-    let _ = writeln!(t, "machine   {}; {} cpus: {}", machine.uname, machine.cpus, machine.cpu_model);
+    let _ = writeln!(
+        t,
+        "machine   {}; {} cpus: {}; load {}",
+        machine.uname, machine.cpus, machine.cpu_model, machine.loadavg
+    );
     let leader = cluster.leader.map_or_else(|| "none known".to_owned(), |l| format!("node {l}"));
     let _ = writeln!(t, "cluster   {} ({}), leader {leader}", cluster.name, cluster.inventory);
     for n in &cluster.nodes {
