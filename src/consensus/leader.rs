@@ -251,12 +251,17 @@ impl Replica {
     /// (so they can apply and answer their clients), and push decided entries
     /// to learners that vote on nothing.
     pub(super) fn announce_commit(&mut self) {
-        let commit_index = self.commit_index;
+        let (commit_index, log_start) = (self.commit_index, self.log_start);
         let Some(ls) = self.leader_state() else { return };
         if ls.announced_commit >= commit_index {
             return;
         }
-        let from = ls.announced_commit;
+        // `Decided` numbers its entries from `first_slot` on, so the range
+        // must hold every slot from there: after installing a snapshot past
+        // the last announced commit, the log starts later, and numbering from
+        // the old index would hand learners entries under the wrong slots.
+        // Learners missing the compacted slots ask and get the snapshot.
+        let from = ls.announced_commit.max(log_start);
         let round = self.reads.round_sent;
         self.broadcast_heartbeat(round);
         let learners: Vec<NodeId> = self.others.iter().copied().filter(|n| !self.is_acceptor(*n)).collect();

@@ -169,14 +169,20 @@ impl World {
         Ok(())
     }
 
-    /// Carry out a step's outputs in the order the daemon does: send, store
-    /// the snapshot, append, sync (or crash before it), send what waited.
+    /// Carry out a step's outputs in the order the daemon does: send, answer
+    /// clients, store the snapshot, append, sync (or crash before it), send
+    /// what waited.
     fn effects(&mut self, id: NodeId, out: Outputs, loopback: &mut Vec<Envelope>) -> Result<(), Failure> {
         let node = self.nodes.get_mut(&id).expect("node exists");
         // Whatever path a promise or vote leaves by, the restarted node must honour it.
         node.note_sent(&out.send);
         for env in out.send {
             self.route(env, loopback);
+        }
+        // Before the sync, so a crash right after an answer tests that the
+        // answer needed nothing of this step's records.
+        for reply in out.replies {
+            self.on_reply(reply)?;
         }
         let node = self.nodes.get_mut(&id).expect("node exists");
         let io = |e: crate::storage::StorageError| Failure::new(self.seed, self.now, format!("storage: {e}"));
@@ -194,9 +200,6 @@ impl World {
         node.note_sent(&out.send_after_persist);
         for env in out.send_after_persist {
             self.route(env, loopback);
-        }
-        for reply in out.replies {
-            self.on_reply(reply)?;
         }
         Ok(())
     }
