@@ -35,15 +35,3 @@ fn seeds_that_once_failed_now_pass() {
         }
     }
 }
-
-/// Seeds that once broke agreement (among 30,000): a leader that installed a
-/// snapshot past the commit index it had last announced pushed `Decided`
-/// entries to pure learners numbered from that older index.
-#[test]
-fn learners_apply_the_chosen_slots_after_their_leader_installs_a_snapshot() {
-    for seed in [5898, 6318, 6598] {
-        if let Err(failure) = paxos::sim::run_seed(seed, &Plan::default()) {
-            panic!("{failure}");
-        }
-    }
-}

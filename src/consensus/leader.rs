@@ -251,22 +251,19 @@ impl Replica {
     /// (so they can apply and answer their clients), and push decided entries
     /// to learners that vote on nothing.
     pub(super) fn announce_commit(&mut self) {
-        let (commit_index, log_start) = (self.commit_index, self.log_start);
+        let commit_index = self.commit_index;
         let Some(ls) = self.leader_state() else { return };
         if ls.announced_commit >= commit_index {
             return;
         }
-        // `Decided` numbers its entries from `first_slot` on, so the range
-        // must hold every slot from there: after installing a snapshot past
-        // the last announced commit, the log starts later, and numbering from
-        // the old index would hand learners entries under the wrong slots.
-        // Learners missing the compacted slots ask and get the snapshot.
-        let from = ls.announced_commit.max(log_start);
+        let from = ls.announced_commit;
         let round = self.reads.round_sent;
         self.broadcast_heartbeat(round);
         let learners: Vec<NodeId> = self.others.iter().copied().filter(|n| !self.is_acceptor(*n)).collect();
-        // Slots compacted away since the last announcement reach learners by
-        // catch-up (they see the commit index and ask).
+        // `Decided` numbers its entries from its first slot, so the run must
+        // start where the log does: after installing a snapshot past the last
+        // announced commit the log starts later. Learners missing the
+        // compacted slots see the commit index, ask, and get the snapshot.
         let run = self.decided_run(from.max(self.log_start), self.cfg.tuning.catch_up_batch);
         if let Some(decided) = run.filter(|_| !learners.is_empty()) {
             for learner in learners {
