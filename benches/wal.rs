@@ -39,24 +39,14 @@ fn command_output(program: &str, args: &[&str]) -> String {
 }
 
 fn print_machine(dir: &Path) {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get().to_string()).unwrap_or_else(|_| "?".into());
+    let machine = paxos::cli::machine::Machine::probe();
     println!("wal bench");
     println!("date:    {}", command_output("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]));
-    println!("machine: {}", command_output("uname", &["-srm"]));
-    println!("cpus:    {cores} x {cpu}");
+    println!("machine: {}", machine.uname);
+    println!("cpus:    {} x {}", machine.cpus, machine.cpu_model);
     // fdatasync waits for the file system journal, which other writers on
     // the same disk share: a busy machine shows in the figures.
-    let load = std::fs::read_to_string("/proc/loadavg").map(|l| l.trim().to_string()).unwrap_or_default();
-    println!("loadavg: {load}");
+    println!("loadavg: {}", machine.loadavg);
     let fs = command_output("stat", &["-f", "-c", "%T", &dir.display().to_string()]);
     println!("dir:     {} ({fs})", dir.display());
 }

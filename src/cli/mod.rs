@@ -4,6 +4,7 @@
 
 mod bench;
 mod local;
+pub mod machine;
 mod remote;
 mod up;
 
