@@ -28,6 +28,7 @@ use tokio::io::BufReader;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use tracing::{error, info};
 
 /// Messages queued for one unreachable peer before the oldest are dropped
@@ -133,17 +134,21 @@ pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Res
     let runtime = Runtime { replica, storage, peers: links, tick, metrics };
 
     let server_stop = shutdown.clone();
-    let server_task = tokio::spawn(server.run::<Message>(inbox_tx, service, server_stop));
+    let span = tracing::info_span!("node", id);
+    let server_task = tokio::spawn(server.run::<Message>(inbox_tx, service, server_stop).instrument(span.clone()));
     let runtime_stop = shutdown.clone();
-    let task = tokio::spawn(async move {
-        let result = runtime.run(inbox_rx, requests_rx, runtime_stop).await;
-        // Whatever ended the consensus task ends the node.
-        shutdown.cancel();
-        if let Ok(Err(e)) = server_task.await {
-            error!(node = id, "ssh server: {e}");
+    let task = tokio::spawn(
+        async move {
+            let result = runtime.run(inbox_rx, requests_rx, runtime_stop).await;
+            // Whatever ended the consensus task ends the node.
+            shutdown.cancel();
+            if let Ok(Err(e)) = server_task.await {
+                error!(node = id, "ssh server: {e}");
+            }
+            result.map_err(anyhow::Error::from)
         }
-        result.map_err(anyhow::Error::from)
-    });
+        .instrument(span),
+    );
     info!(node = id, name = %me.name, addr = %ssh_addr, "node serving");
     Ok(Running { handle, ssh_addr, task })
 }

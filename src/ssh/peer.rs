@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use tracing::{debug, error, info, warn};
 
 #[derive(Clone)]
@@ -87,7 +88,8 @@ impl<M: Serialize + Send + 'static> PeerLink<M> {
         });
         let peer = settings.peer_node;
         let task = LinkTask { settings, shared: shared.clone(), shutdown, _msg: PhantomData };
-        tokio::spawn(task.run());
+        let span = tracing::info_span!("node", id = task.settings.local_node);
+        tokio::spawn(task.run().instrument(span));
         PeerLink { shared, peer }
     }
 

@@ -31,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use tracing::{debug, error, info, warn};
 
 /// What an authenticated key may do.
@@ -262,7 +263,8 @@ impl<M: DeserializeOwned + Send + 'static> Connection<M> {
             return session.channel_failure(id);
         };
         session.channel_success(id)?;
-        tokio::spawn(read_peer_channel(channel, peer, self.addr.clone(), self.shared.clone()));
+        let span = tracing::info_span!("node", id = self.shared.node);
+        tokio::spawn(read_peer_channel(channel, peer, self.addr.clone(), self.shared.clone()).instrument(span));
         Ok(())
     }
 
