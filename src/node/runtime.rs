@@ -117,12 +117,13 @@ impl<S: Storage> Runtime<S> {
             }
             let after_persist = self.persist_and_send(batch, &mut state)?;
             pending.extend(after_persist.into_iter().map(Input::Receive));
-            state.feed_watchers(&self.replica);
+            let status = self.replica.status();
+            state.feed_watchers(&self.replica, &status);
             iterations += 1;
             if iterations.is_multiple_of(1024) {
                 state.forget_abandoned();
             }
-            self.metrics.observe(&self.replica.status(), stepped);
+            self.metrics.observe(&status, stepped);
         }
         // Everything appended was synced in its own batch; sync once more so
         // a shutdown never depends on that reasoning.
@@ -255,8 +256,7 @@ impl LoopState {
 
     /// Give each watch the decided entries it has not seen, as far as its
     /// channel has room; a watch whose entries were compacted away ends.
-    fn feed_watchers(&mut self, replica: &Replica) {
-        let status = replica.status();
+    fn feed_watchers(&mut self, replica: &Replica, status: &Status) {
         self.watchers.retain_mut(|w| {
             if w.tx.is_closed() {
                 return false;
