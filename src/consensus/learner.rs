@@ -125,8 +125,7 @@ impl Replica {
 
     /// Take `state` as the state machine after every slot below `through`,
     /// dropping the log it covers (undecided votes above it stay).
-    pub(super) fn adopt_snapshot(&mut self, through: Slot, mut state: crate::state_machine::KvStore) {
-        state.reindex();
+    pub(super) fn adopt_snapshot(&mut self, through: Slot, state: crate::state_machine::KvStore) {
         self.kv = state;
         self.applied = through;
         self.snapshot_through = through;

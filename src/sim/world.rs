@@ -5,7 +5,7 @@
 use super::Failure;
 use super::cluster::Trace;
 use super::linearizability::Recorder;
-use super::network::Network;
+use super::network::{Network, through_peer_codec};
 use super::workload::{Acked, Client};
 use crate::consensus::ballot::{Ballot, NodeId};
 use crate::consensus::config::Config;
@@ -58,6 +58,8 @@ pub(super) struct World {
     pub acked: Vec<Acked>,
     pub crash_before_sync: f64,
     pub max_down: usize,
+    /// The frame limit of the simulated peer channels.
+    pub max_frame: usize,
     /// Snapshots taken locally, and installed from a peer (catch-up past compaction).
     pub snapshots_taken: u32,
     pub snapshots_installed: u32,
@@ -100,6 +102,7 @@ impl World {
             acked: Vec::new(),
             crash_before_sync: 0.0,
             max_down,
+            max_frame: crate::ssh::frame::DEFAULT_MAX_FRAME,
             snapshots_taken: 0,
             snapshots_installed: 0,
             trace: None,
@@ -177,7 +180,7 @@ impl World {
         // Whatever path a promise or vote leaves by, the restarted node must honour it.
         node.note_sent(&out.send);
         for env in out.send {
-            self.route(env, loopback);
+            self.route(env, loopback)?;
         }
         // Before the sync, so a crash right after an answer tests that the
         // answer needed nothing of this step's records.
@@ -199,20 +202,24 @@ impl World {
         node.storage.sync().map_err(io)?;
         node.note_sent(&out.send_after_persist);
         for env in out.send_after_persist {
-            self.route(env, loopback);
+            self.route(env, loopback)?;
         }
         Ok(())
     }
 
-    fn route(&mut self, env: Envelope, loopback: &mut Vec<Envelope>) {
+    /// Messages to other nodes go through the real peer codec, so a message
+    /// the wire cannot carry fails the run here rather than in a daemon.
+    fn route(&mut self, env: Envelope, loopback: &mut Vec<Envelope>) -> Result<(), Failure> {
         if let Some(trace) = self.trace.as_mut() {
             trace.sent(self.now, &env);
         }
         if env.to == env.from {
             loopback.push(env);
         } else {
+            let env = through_peer_codec(env, self.max_frame).map_err(|e| self.fail(format!("peer codec: {e}")))?;
             self.net.send(self.now, env);
         }
+        Ok(())
     }
 
     fn on_reply(&mut self, reply: crate::consensus::Reply) -> Result<(), Failure> {
