@@ -129,7 +129,7 @@ fn an_election_between_three_proposers_ends_with_exactly_one_leader() {
             cluster.deliver(Envelope {
                 from: other,
                 to: id,
-                msg: Message::TimeoutNow(TimeoutNow { ballot: Ballot::ZERO }),
+                msg: Message::TimeoutNow(TimeoutNow { ballot: Ballot::new(0, other) }),
             });
         }
         for id in cluster.ids() {
@@ -716,4 +716,97 @@ fn a_node_cut_off_from_the_leader_alone_still_catches_up_through_another_peer() 
             .unwrap_or_else(|e| panic!("seed {seed}: node {cut} never caught up: {e}"));
         assert_eq!(cluster.replica(cut).store().get("k9").map(String::as_str), Some("v9"), "seed {seed}");
     }
+}
+
+/// Elects a leader in a 3-node cluster and commits one write; returns the
+/// leader, a follower, the other follower and the leader's ballot.
+fn settled_three(seed: u64) -> (Cluster, NodeId, NodeId, NodeId, Ballot) {
+    let mut cluster = Cluster::new(3, seed);
+    let leader = elected(&mut cluster);
+    let request = cluster.submit(leader, put("k", "v"));
+    applied(cluster.await_reply(request, commit_bound()).unwrap());
+    let others = followers(&cluster, leader);
+    let ballot = cluster.status(leader).ballot;
+    (cluster, leader, others[0], others[1], ballot)
+}
+
+#[test]
+fn an_accept_forged_with_the_leaders_ballot_by_another_node_is_refused() {
+    let (mut cluster, leader, forger, victim, ballot) = settled_three(3);
+    let commit = cluster.status(victim).commit_index;
+    let forged = Entry::Batch { commands: vec![Command { client: 666, seq: 1, op: put("k", "forged") }] };
+    cluster.deliver(Envelope {
+        from: forger,
+        to: victim,
+        msg: Message::Accept(Accept { ballot, slot: commit, entry: forged, commit_index: commit + 1 }),
+    });
+    let refused = cluster.refused();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!((refused[0].from, refused[0].kind), (forger, "accept"));
+    assert!(refused[0].reason.contains(&format!("belongs to node {leader}")), "{}", refused[0].reason);
+    assert_eq!(cluster.status(victim).commit_index, commit, "the forged accept must not move the commit index");
+    cluster.ticks(commit_bound());
+    let request = cluster.read(victim, "k", true);
+    assert_eq!(value_of(cluster.await_reply(request, commit_bound()).unwrap()).0.as_deref(), Some("v"));
+}
+
+#[test]
+fn a_transfer_prepare_forged_in_the_leaders_name_does_not_depose_it() {
+    let (mut cluster, leader, forger, victim, ballot) = settled_three(4);
+    let above = Ballot::new(ballot.round + 1, leader);
+    for to in [leader, victim] {
+        cluster.deliver(Envelope {
+            from: forger,
+            to,
+            msg: Message::Prepare(Prepare { ballot: above, first_slot: 0, transfer: true }),
+        });
+    }
+    assert_eq!(cluster.refused().len(), 2, "{:?}", cluster.refused());
+    cluster.ticks(4 * round_trip());
+    assert_eq!(cluster.leaders(), vec![leader]);
+    assert_eq!(cluster.status(leader).ballot, ballot, "the leader kept its ballot");
+    assert_eq!(cluster.status(victim).promised, ballot, "the victim promised nothing new");
+}
+
+#[test]
+fn a_ballot_with_an_absurd_round_is_refused_and_cannot_wrap_the_next_campaign() {
+    use paxos::consensus::provenance::MAX_ROUND;
+    let (mut cluster, leader, sender, victim, ballot) = settled_three(5);
+    for round in [MAX_ROUND + 1, u64::MAX] {
+        cluster.deliver(Envelope {
+            from: sender,
+            to: victim,
+            msg: Message::Prepare(Prepare { ballot: Ballot::new(round, sender), first_slot: 0, transfer: true }),
+        });
+    }
+    assert_eq!(cluster.refused().len(), 2);
+    assert!(cluster.refused()[1].reason.contains("above the limit"), "{}", cluster.refused()[1].reason);
+    assert_eq!(cluster.status(victim).promised, ballot);
+    // A campaign after the highest round that is allowed still goes up.
+    assert_eq!(Ballot::next_after(MAX_ROUND, 2).round, MAX_ROUND + 1);
+    assert_eq!(Ballot::next_after(u64::MAX, 2).round, u64::MAX, "saturates instead of wrapping to 0");
+    cluster.ticks(4 * round_trip());
+    assert_eq!(cluster.leaders(), vec![leader]);
+}
+
+#[test]
+fn votes_and_promises_from_a_node_without_the_acceptor_role_are_refused() {
+    let mut cluster = Cluster::builder(6)
+        .node(1, Roles::default())
+        .node(2, Roles::default())
+        .node(3, Roles::default())
+        .node(4, Roles::LEARNER)
+        .build()
+        .unwrap();
+    let leader = elected(&mut cluster);
+    let ballot = cluster.status(leader).ballot;
+    let slot = cluster.status(leader).commit_index;
+    cluster.deliver(Envelope {
+        from: 4,
+        to: leader,
+        msg: Message::Accepted(paxos::consensus::messages::Accepted { ballot, slot }),
+    });
+    let refused = cluster.refused();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].reason.contains("node 4 is not an acceptor"), "{}", refused[0].reason);
 }

@@ -10,6 +10,7 @@
 pub mod ballot;
 pub mod config;
 pub mod messages;
+pub mod provenance;
 pub mod quorum;
 pub mod records;
 pub mod rng;
@@ -100,6 +101,9 @@ pub struct Outputs {
     pub replies: Vec<Reply>,
     /// A snapshot to store; storage may then compact records below it.
     pub snapshot: Option<Snapshot>,
+    /// Messages dropped because their sender could not have sent them
+    /// (`provenance`), for the runtime to log.
+    pub refused: Vec<provenance::Refused>,
 }
 
 impl Outputs {
@@ -110,6 +114,7 @@ impl Outputs {
             && self.applied.is_empty()
             && self.replies.is_empty()
             && self.snapshot.is_none()
+            && self.refused.is_empty()
     }
 }
 
@@ -252,6 +257,10 @@ impl Replica {
 
     fn on_message(&mut self, from: NodeId, msg: Message) {
         if from == 0 || (from != self.cfg.id && !self.cfg.members.contains_key(&from)) {
+            return;
+        }
+        if let Err(reason) = self.check_provenance(from, &msg) {
+            self.out.refused.push(provenance::Refused { from, kind: msg.kind(), reason });
             return;
         }
         match msg {

@@ -136,6 +136,15 @@ impl<S: Storage> Runtime<S> {
     /// had to wait for the fsync.
     fn persist_and_send(&mut self, batch: Outputs, state: &mut LoopState) -> Result<Vec<Envelope>, StorageError> {
         let me = self.replica.config().id;
+        for r in &batch.refused {
+            warn!(
+                node = me,
+                from = r.from,
+                kind = r.kind,
+                "dropped a message its sender could not have sent: {}",
+                r.reason
+            );
+        }
         for env in batch.send.into_iter().filter(|e| e.to != me) {
             self.send(env);
         }
@@ -195,6 +204,7 @@ fn merge(batch: &mut Outputs, out: Outputs) {
     if out.snapshot.is_some() {
         batch.snapshot = out.snapshot;
     }
+    batch.refused.extend(out.refused);
 }
 
 /// Requests waiting for the core's answers, and live watches.

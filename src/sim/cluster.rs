@@ -139,6 +139,8 @@ impl ClusterBuilder {
         let network = Network::new(self.seed ^ 0x5eed, self.faults);
         let mut world = World::new(self.seed, configs, network).unwrap_or_else(|f| panic!("{f}"));
         world.trace = Some(Trace::default());
+        // Scenario tests forge messages; they check `refused()` themselves.
+        world.refusals_fail = false;
         Ok(Cluster { world, next_client: 1_000_000 })
     }
 }
@@ -313,6 +315,11 @@ impl Cluster {
     pub fn input(&mut self, id: NodeId, input: Input) {
         let result = self.world.input(id, input);
         self.ok(result);
+    }
+
+    /// Messages refused so far as impossible from their sender.
+    pub fn refused(&self) -> &[crate::consensus::provenance::Refused] {
+        &self.world.refused
     }
 
     /// Deliver a message to `env.to` now, as if the network had carried it.

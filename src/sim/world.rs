@@ -60,6 +60,11 @@ pub(super) struct World {
     pub max_down: usize,
     /// The frame limit of the simulated peer channels.
     pub max_frame: usize,
+    /// Messages a node refused as impossible from their sender. Honest
+    /// nodes never cause one, so a seeded run fails on the first; scenario
+    /// tests that forge messages turn that off and look here.
+    pub refused: Vec<crate::consensus::provenance::Refused>,
+    pub refusals_fail: bool,
     /// Snapshots taken locally, and installed from a peer (catch-up past compaction).
     pub snapshots_taken: u32,
     pub snapshots_installed: u32,
@@ -103,6 +108,8 @@ impl World {
             crash_before_sync: 0.0,
             max_down,
             max_frame: crate::ssh::frame::DEFAULT_MAX_FRAME,
+            refused: Vec::new(),
+            refusals_fail: true,
             snapshots_taken: 0,
             snapshots_installed: 0,
             trace: None,
@@ -247,6 +254,10 @@ impl World {
 
     /// Agreement, in-order exactly-once application, monotonic commit.
     fn check_step(&mut self, id: NodeId, out: &Outputs) -> Result<(), Failure> {
+        if let Some(r) = out.refused.first().filter(|_| self.refusals_fail) {
+            return Err(self.fail(format!("node {id} refused a {} from node {}: {}", r.kind, r.from, r.reason)));
+        }
+        self.refused.extend(out.refused.iter().cloned());
         let node = self.nodes.get_mut(&id).expect("node exists");
         let replica = node.replica.as_ref().expect("stepped node is up");
         if let Some(s) = &out.snapshot {
