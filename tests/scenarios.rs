@@ -810,3 +810,44 @@ fn votes_and_promises_from_a_node_without_the_acceptor_role_are_refused() {
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert!(refused[0].reason.contains("node 4 is not an acceptor"), "{}", refused[0].reason);
 }
+
+#[test]
+fn a_withdrawn_command_is_never_applied_and_one_a_leader_has_is_reported_unknown() {
+    let mut cluster = Cluster::new(3, 8);
+    let leader = elected(&mut cluster);
+    let f = followers(&cluster, leader);
+    let (alone, linked) = (f[0], f[1]);
+
+    // Submitted on a node that knows no leader: it never left, so it is withdrawn.
+    cluster.isolate(alone);
+    cluster.run_until(election_bound(), |c| c.replica(alone).leader().is_none()).unwrap();
+    let lost = Command { client: 77, seq: 1, op: put("w", "withdrawn") };
+    let submitted = cluster.submit_command(alone, lost.clone());
+    let withdrawn = cluster.withdraw(alone, 77, 1);
+    assert_eq!(cluster.reply(withdrawn), Some(&Err(ClientError::Withdrawn)));
+    assert_eq!(cluster.reply(submitted), Some(&Err(ClientError::Withdrawn)), "the waiting submit is answered too");
+    cluster.heal();
+
+    // Forwarded to a leader that cannot get it chosen: the outcome is unknown.
+    let leader = elected(&mut cluster);
+    let linked = if linked == leader { alone } else { linked };
+    for other in cluster.ids().into_iter().filter(|id| *id != leader) {
+        cluster.block(leader, other);
+    }
+    let held = Command { client: 78, seq: 1, op: put("u", "unknown") };
+    cluster.submit_command(linked, held.clone());
+    cluster.ticks(2 * round_trip());
+    let unknown = cluster.withdraw(linked, 78, 1);
+    assert_eq!(cluster.reply(unknown), Some(&Err(ClientError::OutcomeUnknown)));
+    cluster.heal();
+
+    // A retry with the same request id learns the outcome; the withdrawn
+    // command is not in the store, the unknown one may be, exactly once.
+    let retry = cluster.submit_command(linked, held);
+    let (_, result) = applied(cluster.await_reply(retry, election_bound() + commit_bound()).unwrap());
+    assert!(matches!(result, OpResult::Put { .. }), "{result:?}");
+    let read = cluster.read(linked, "w", true);
+    assert_eq!(value_of(cluster.await_reply(read, commit_bound()).unwrap()).0, None);
+    let read = cluster.read(linked, "u", true);
+    assert_eq!(value_of(cluster.await_reply(read, commit_bound()).unwrap()).0.as_deref(), Some("unknown"));
+}

@@ -52,6 +52,10 @@ pub enum Input {
     Read { request: RequestId, key: String, linearizable: bool },
     /// Hand leadership to `to`, or to the best other proposer.
     TransferLeadership { request: RequestId, to: Option<NodeId> },
+    /// Stop trying to apply the command (`client`, `seq`) if that is still
+    /// certain to leave it unapplied; answers `Applied`, `Withdrawn` or
+    /// `OutcomeUnknown`.
+    Withdraw { request: RequestId, client: ClientId, seq: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +74,12 @@ pub enum ClientError {
     BadTarget(String),
     #[error("leadership transfer to node {0} did not complete within the election timeout")]
     TransferTimedOut(NodeId),
+    /// The command was withdrawn before it left this node: it will never be applied.
+    #[error("the command was withdrawn before any leader had it; it will not be applied")]
+    Withdrawn,
+    /// The command reached a leader and may still be applied.
+    #[error("the command reached a leader and may still be applied")]
+    OutcomeUnknown,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -241,6 +251,7 @@ impl Replica {
             Input::Submit { request, command } => self.on_submit(request, command),
             Input::Read { request, key, linearizable } => self.on_read(request, key, linearizable),
             Input::TransferLeadership { request, to } => self.on_transfer(request, to),
+            Input::Withdraw { request, client, seq } => self.on_withdraw(request, client, seq),
         }
         self.flush();
         std::mem::take(&mut self.out)

@@ -39,6 +39,13 @@ pub enum NodeRequest {
         to: Option<NodeId>,
         reply: Answer,
     },
+    /// Give up on a submitted command if it has not left this node (see
+    /// `Input::Withdraw`); the reply is oneshot of the core's answer.
+    Withdraw {
+        client: crate::state_machine::ClientId,
+        seq: u64,
+        reply: oneshot::Sender<Result<Response, ClientError>>,
+    },
     Status {
         reply: oneshot::Sender<Status>,
     },
@@ -234,6 +241,10 @@ impl LoopState {
             NodeRequest::Transfer { to, reply } => {
                 let request = wait(reply);
                 pending.push_back(Input::TransferLeadership { request, to });
+            }
+            NodeRequest::Withdraw { client, seq, reply } => {
+                let request = wait(reply);
+                pending.push_back(Input::Withdraw { request, client, seq });
             }
             NodeRequest::Status { reply } => {
                 let _ = reply.send(replica.status());

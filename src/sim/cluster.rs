@@ -345,6 +345,14 @@ impl Cluster {
         request
     }
 
+    /// Ask `node` to give up on the command (`client`, `seq`), as the daemon
+    /// does when an operator's wait ends.
+    pub fn withdraw(&mut self, node: NodeId, client: ClientId, seq: u64) -> RequestId {
+        let request = self.request();
+        self.input(node, Input::Withdraw { request, client, seq });
+        request
+    }
+
     pub fn read(&mut self, node: NodeId, key: &str, linearizable: bool) -> RequestId {
         let request = self.request();
         self.input(node, Input::Read { request, key: key.to_string(), linearizable });
