@@ -51,7 +51,33 @@ pub enum Entry {
     Batch { commands: Vec<Command> },
 }
 
+impl Command {
+    /// Bytes of this command as JSON, the form every peer message and
+    /// record carries it in (escapes included); what byte budgets count.
+    pub fn wire_len(&self) -> usize {
+        struct Counter(usize);
+        impl std::io::Write for Counter {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut counter = Counter(0);
+        // Serializing plain strings and integers cannot fail.
+        let _ = serde_json::to_writer(&mut counter, self);
+        counter.0
+    }
+}
+
 impl Entry {
+    /// Bytes of the entry's commands as JSON (see `Command::wire_len`).
+    pub fn wire_len(&self) -> usize {
+        self.commands().iter().map(Command::wire_len).sum()
+    }
+
     pub fn commands(&self) -> &[Command] {
         match self {
             Entry::Noop => &[],

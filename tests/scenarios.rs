@@ -851,3 +851,39 @@ fn a_withdrawn_command_is_never_applied_and_one_a_leader_has_is_reported_unknown
     let read = cluster.read(linked, "u", true);
     assert_eq!(value_of(cluster.await_reply(read, commit_bound()).unwrap()).0.as_deref(), Some("unknown"));
 }
+
+#[test]
+fn a_command_over_the_byte_limit_is_refused_up_front_and_slots_stay_within_budget() {
+    let mut cluster = Cluster::new(3, 9);
+    let leader = elected(&mut cluster);
+    let tuning = cluster.replica(leader).config().tuning.clone();
+    let follower = followers(&cluster, leader)[0];
+    let sized = |client: u64, bytes: usize| {
+        let mut command = Command { client, seq: 1, op: put("big", "") };
+        let overhead = command.wire_len();
+        command.op = put("big", &"x".repeat(bytes - overhead));
+        assert_eq!(command.wire_len(), bytes);
+        command
+    };
+    let too_big = cluster.submit_command(follower, sized(50, tuning.max_command_bytes + 1));
+    assert_eq!(
+        cluster.reply(too_big),
+        Some(&Err(ClientError::TooLarge { bytes: tuning.max_command_bytes + 1, max: tuning.max_command_bytes }))
+    );
+    // Control characters take six bytes each in JSON: counted as sent.
+    let mut escaped = Command { client: 51, seq: 1, op: put("ctl", &"\u{1}".repeat(tuning.max_command_bytes / 6)) };
+    assert!(escaped.wire_len() > tuning.max_command_bytes);
+    let refused = cluster.submit_command(follower, escaped.clone());
+    assert!(matches!(cluster.reply(refused), Some(Err(ClientError::TooLarge { .. }))));
+    escaped.op = put("ctl", "\u{1}");
+    // Commands right at the limit all commit, one slot each at most.
+    let requests: Vec<_> =
+        (0..4).map(|n| cluster.submit_command(follower, sized(60 + n, tuning.max_command_bytes))).collect();
+    for request in requests {
+        applied(cluster.await_reply(request, 4 * commit_bound()).unwrap());
+    }
+    let request = cluster.submit_command(follower, escaped);
+    applied(cluster.await_reply(request, commit_bound()).unwrap());
+    let read = cluster.read(follower, "ctl", true);
+    assert_eq!(value_of(cluster.await_reply(read, commit_bound()).unwrap()).0.as_deref(), Some("\u{1}"));
+}

@@ -32,6 +32,11 @@ impl ClientState {
 
 impl Replica {
     pub(super) fn on_submit(&mut self, request: RequestId, command: Command) {
+        let (bytes, max) = (command.wire_len(), self.cfg.tuning.max_command_bytes);
+        if bytes > max {
+            self.reply(request, Err(ClientError::TooLarge { bytes, max }));
+            return;
+        }
         if let Some((result, slot)) = self.kv.cached(command.client, command.seq) {
             self.reply(request, Ok(Response::Applied { slot, result }));
             return;

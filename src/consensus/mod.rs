@@ -80,6 +80,8 @@ pub enum ClientError {
     /// The command reached a leader and may still be applied.
     #[error("the command reached a leader and may still be applied")]
     OutcomeUnknown,
+    #[error("the command is {bytes} bytes encoded, over the limit of {max} (max_command_bytes)")]
+    TooLarge { bytes: usize, max: usize },
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -125,6 +125,7 @@ fn client_error(e: ClientError) -> NodeError {
         ClientError::TransferTimedOut(to) => {
             NodeError::BadTarget { reason: format!("node {to} did not take over within the election timeout") }
         }
+        ClientError::TooLarge { bytes, max } => NodeError::TooLarge { bytes: bytes as u64, max: max as u64 },
         // Answered only to a withdrawal, which `submit_and_wait` handles.
         ClientError::Withdrawn => NodeError::NotApplied { waited_ms: 0 },
         ClientError::OutcomeUnknown => NodeError::Timeout { waited_ms: 0 },

@@ -150,6 +150,8 @@ pub enum NodeError {
     BadTarget { reason: String },
     #[error("the node is shutting down; use another node")]
     ShuttingDown,
+    #[error("the command is {bytes} bytes encoded, over the cluster's limit of {max} bytes; nothing was applied")]
+    TooLarge { bytes: u64, max: u64 },
     #[error("slots below {first_available} were compacted into a snapshot; ask again with --from {first_available}")]
     Compacted { first_available: Slot },
     #[error("the watch fell too far behind the log and was dropped; run it again with --from {next}")]

@@ -220,6 +220,9 @@ impl World {
         if let Some(trace) = self.trace.as_mut() {
             trace.sent(self.now, &env);
         }
+        if let Some(node) = self.nodes.get(&env.from) {
+            within_budgets(&env, &node.config.tuning).map_err(|e| self.fail(e))?;
+        }
         if env.to == env.from {
             loopback.push(env);
         } else {
@@ -410,5 +413,26 @@ impl World {
             }
         }
         Ok(target)
+    }
+}
+
+/// The byte budgets of `Tuning` hold for every message that carries entries.
+fn within_budgets(env: &Envelope, tuning: &crate::consensus::config::Tuning) -> Result<(), String> {
+    let over = |what: &str, bytes: usize, max: usize| {
+        Err(format!("{what} from node {} to {} carries {bytes} bytes, over its budget of {max}", env.from, env.to))
+    };
+    match &env.msg {
+        Message::Accept(a) if a.entry.wire_len() > tuning.max_batch_bytes => {
+            over("an accept", a.entry.wire_len(), tuning.max_batch_bytes)
+        }
+        Message::Decided(d) if d.entries.len() > 1 => {
+            let bytes: usize = d.entries.iter().map(Entry::wire_len).sum();
+            if bytes > tuning.catch_up_bytes { over("a decided run", bytes, tuning.catch_up_bytes) } else { Ok(()) }
+        }
+        Message::Forward(f) => match f.commands.iter().find(|c| c.wire_len() > tuning.max_command_bytes) {
+            Some(c) => over("a forwarded command", c.wire_len(), tuning.max_command_bytes),
+            None => Ok(()),
+        },
+        _ => Ok(()),
     }
 }
