@@ -9,26 +9,32 @@
 //!
 //! Handler methods never wait on channel traffic; everything long-lived runs
 //! on spawned tasks, so one slow or hostile channel cannot stall the others.
+//!
+//! Connections are accepted by our own loop, not russh's, so that each one
+//! passes the admission limits (`limits`) first and is closed if it has not
+//! authenticated within the deadline.
 
 use super::frame::{self, FrameError, PEER_SUBSYSTEM};
+use super::limits::{Admission, ConnectionLimits, Refused, Ticket};
 use super::{SshError, stdin};
 use crate::keys::fingerprint;
 use futures::{FutureExt, StreamExt};
 use russh::keys::{PrivateKey, PublicKey};
-use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Server as _, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId, MethodKind, MethodSet};
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet};
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsFd;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -117,6 +123,7 @@ pub struct SshServer {
     access: Arc<AccessList>,
     max_frame: usize,
     config: Arc<russh::server::Config>,
+    limits: ConnectionLimits,
 }
 
 /// Whether a subsystem name or exec command is an operator command line.
@@ -128,6 +135,33 @@ pub fn is_operator_command(line: &str) -> bool {
 
 /// Exit status for a command that panicked (sysexits' EX_SOFTWARE).
 const EXIT_SOFTWARE: u32 = 70;
+
+/// Exit status for a shell or a command that is not an operator command
+/// (`ops`' usage status).
+const EXIT_USAGE: u32 = 2;
+
+/// The one line sent to a client that asked for a shell (`command` None)
+/// or exec'd something other than a `paxos ...` command line.
+pub fn usage_hint(command: Option<&[u8]>) -> String {
+    // Echo the command back as the suggestion only when it is short plain
+    // words: never raw control bytes to someone's terminal.
+    let plain = |c: &u8| c.is_ascii_alphanumeric() || b" -_.=:,/@".contains(c);
+    let suggestion = match command {
+        Some(words) if !words.is_empty() && words.len() <= 200 && words.iter().all(plain) => {
+            String::from_utf8_lossy(words).trim().to_string()
+        }
+        _ => "status".to_string(),
+    };
+    let what = match command {
+        None => "no shell here".to_string(),
+        Some(words) => {
+            let shown = String::from_utf8_lossy(&words[..words.len().min(60)]).into_owned();
+            let more = if words.len() > 60 { "..." } else { "" };
+            format!("{shown:?}{more} is not run by a shell here")
+        }
+    };
+    format!("paxos: {what}; use: ssh HOST -s paxos {suggestion} (ssh HOST -s paxos help lists the commands)\n")
+}
 
 /// Bound on channels opened but not yet given a subsystem or command.
 const MAX_IDLE_CHANNELS: usize = 16;
@@ -143,7 +177,7 @@ impl SshServer {
             // the constant-time delay for real rejections.
             auth_rejection_time_initial: Some(Duration::ZERO),
             keys: vec![settings.host_key],
-            preferred: super::preferred(),
+            preferred: super::algorithms::preferred(),
             inactivity_timeout: Some(Duration::from_secs(300)),
             keepalive_interval: Some(Duration::from_secs(15)),
             keepalive_max: 3,
@@ -157,7 +191,16 @@ impl SshServer {
             access: Arc::new(settings.access),
             max_frame: settings.max_frame,
             config: Arc::new(config),
+            limits: ConnectionLimits::DEFAULT,
         })
+    }
+
+    /// Replaces the admission limits (`ConnectionLimits::DEFAULT` unless
+    /// set); refuses figures that would lock every client out.
+    pub fn with_limits(mut self, limits: ConnectionLimits) -> Result<SshServer, SshError> {
+        limits.validate().map_err(SshError::InvalidLimits)?;
+        self.limits = limits;
+        Ok(self)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -183,19 +226,120 @@ impl SshServer {
             max_frame: self.max_frame,
             shutdown: shutdown.clone(),
         });
-        info!(node = self.node, addr = %self.local_addr, "ssh server listening");
-        let mut acceptor = Acceptor { shared };
-        let running = acceptor.run_on_socket(self.config, &self.listener);
-        let handle = running.handle();
-        tokio::select! {
-            result = running => result.map_err(|source| SshError::Accept {
-                addr: self.local_addr.to_string(),
-                source,
-            }),
-            _ = shutdown.cancelled() => {
-                handle.shutdown("node shutting down".into());
-                Ok(())
+        info!(node = self.node, addr = %self.local_addr, limits = ?self.limits, "ssh server listening");
+        let admission = Admission::new(self.limits);
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                accepted = self.listener.accept() => accepted,
+            };
+            let (tcp, addr) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors or a connection reset before it
+                    // was accepted: the listener itself is fine.
+                    warn!(node = self.node, "accepting a connection failed: {e}; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(ACCEPT_RETRY) => continue,
+                    }
+                }
+            };
+            match admission.admit(addr.ip(), Instant::now()) {
+                Ok(ticket) => {
+                    let span = tracing::info_span!("node", id = self.node);
+                    let connection = serve_connection(shared.clone(), self.config.clone(), tcp, addr, ticket);
+                    tokio::spawn(connection.instrument(span));
+                }
+                Err(refused) => refuse_connection(self.node, tcp, addr, &refused),
             }
+        }
+    }
+}
+
+/// Pause after a failed accept, so running out of descriptors does not
+/// spin the loop.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// Closes a connection refused at the door. The line before the close is
+/// what OpenSSH shows with `-v`; it is not an SSH banner, so scanners do
+/// not count the connection as served.
+fn refuse_connection(node: u64, tcp: TcpStream, addr: SocketAddr, refused: &Refused) {
+    if refused.log {
+        let unlogged = match refused.unlogged {
+            0 => String::new(),
+            n => format!(" ({n} more refused from {} since the last line)", refused.source),
+        };
+        warn!(node, "refusing connection from {addr}: {}{unlogged}", refused.reason);
+    }
+    let _ = tcp.try_write(b"paxos: too many connections from your address; retry later\r\n");
+}
+
+/// Runs one admitted connection until it ends, closing it if it has not
+/// authenticated within the deadline.
+async fn serve_connection<M: DeserializeOwned + Send + 'static>(
+    shared: Arc<Shared<M>>,
+    config: Arc<russh::server::Config>,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    ticket: Ticket,
+) {
+    let node = shared.node;
+    let auth_timeout = ticket.auth_timeout();
+    if config.nodelay
+        && let Err(e) = tcp.set_nodelay(true)
+    {
+        debug!("set_nodelay for {addr}: {e}");
+    }
+    // A second descriptor for the socket: shutting it down ends the
+    // session wherever russh is in it, even mid key exchange or while the
+    // client sends nothing at all.
+    let closer = match tcp.as_fd().try_clone_to_owned() {
+        Ok(fd) => std::net::TcpStream::from(fd),
+        Err(e) => {
+            warn!(node, "closing connection from {addr}: cannot watch it: {e}");
+            return;
+        }
+    };
+    let (authenticated_tx, authenticated_rx) = oneshot::channel();
+    tokio::spawn(
+        async move {
+            tokio::select! {
+                // Authenticated, or the session ended (the handler dropped
+                // the sender) first.
+                _ = authenticated_rx => {}
+                _ = tokio::time::sleep(auth_timeout) => {
+                    warn!(node, "closing connection from {addr}: not authenticated within {} s", auth_timeout.as_secs());
+                    let _ = closer.shutdown(Shutdown::Both);
+                }
+            }
+        }
+        .in_current_span(),
+    );
+    let handler = Connection {
+        shared: shared.clone(),
+        addr: addr.to_string(),
+        principal: None,
+        key_fingerprint: String::new(),
+        idle: HashMap::new(),
+        ticket,
+        authenticated: Some(authenticated_tx),
+    };
+    let session = match russh::server::run_stream(config, tcp, handler).await {
+        Ok(session) => session,
+        Err(e) => {
+            debug!("ssh connection from {addr} ended before key exchange: {e}");
+            return;
+        }
+    };
+    let handle = session.handle();
+    tokio::select! {
+        result = session => match result {
+            Ok(()) => debug!("ssh connection from {addr} closed"),
+            Err(e) => debug!("ssh connection from {addr} ended: {e}"),
+        },
+        _ = shared.shutdown.cancelled() => {
+            let _ = handle.disconnect(Disconnect::ByApplication, "node shutting down".into(), String::new()).await;
         }
     }
 }
@@ -209,28 +353,6 @@ struct Shared<M> {
     shutdown: CancellationToken,
 }
 
-struct Acceptor<M> {
-    shared: Arc<Shared<M>>,
-}
-
-impl<M: DeserializeOwned + Send + 'static> russh::server::Server for Acceptor<M> {
-    type Handler = Connection<M>;
-
-    fn new_client(&mut self, addr: Option<SocketAddr>) -> Connection<M> {
-        Connection {
-            shared: self.shared.clone(),
-            addr: addr.map_or_else(|| "unknown address".into(), |a| a.to_string()),
-            principal: None,
-            key_fingerprint: String::new(),
-            idle: HashMap::new(),
-        }
-    }
-
-    fn handle_session_error(&mut self, error: russh::Error) {
-        debug!("ssh session ended: {error}");
-    }
-}
-
 /// One client connection.
 struct Connection<M> {
     shared: Arc<Shared<M>>,
@@ -241,6 +363,10 @@ struct Connection<M> {
     /// stay here after a refused request, as RFC 4254 lets the client try
     /// another one on the same channel.
     idle: HashMap<ChannelId, Channel<Msg>>,
+    /// This connection's hold on the admission slots; released on drop.
+    ticket: Ticket,
+    /// Told when the connection authenticates, which stops the deadline.
+    authenticated: Option<oneshot::Sender<()>>,
 }
 
 impl<M: DeserializeOwned + Send + 'static> Connection<M> {
@@ -310,6 +436,28 @@ impl<M: DeserializeOwned + Send + 'static> Connection<M> {
         Ok(())
     }
 
+    /// A shell or a plain exec command: an operator most likely typed
+    /// `ssh HOST status`. Answer with one line on stderr saying how to ask,
+    /// and a usage exit status, rather than a bare "request failed".
+    fn answer_with_hint(
+        &mut self,
+        id: ChannelId,
+        what: &str,
+        hint: &str,
+        session: &mut Session,
+    ) -> Result<(), russh::Error> {
+        if !matches!(self.principal, Some(Principal::Operator | Principal::Reader)) || !self.idle.contains_key(&id) {
+            return self.refuse(id, what, session);
+        }
+        info!("{} asked for {what}; answered with a usage hint", self.who());
+        session.channel_success(id)?;
+        session.extended_data(id, 1, bytes::Bytes::from(hint.to_string()))?;
+        session.exit_status_request(id, EXIT_USAGE)?;
+        session.eof(id)?;
+        // The channel stays in `idle` until the client's close arrives.
+        session.close(id)
+    }
+
     fn refuse(&mut self, id: ChannelId, what: &str, session: &mut Session) -> Result<(), russh::Error> {
         info!("{} asked for {what}; refused", self.who());
         session.channel_failure(id)
@@ -341,6 +489,14 @@ impl<M: DeserializeOwned + Send + 'static> russh::server::Handler for Connection
                 Ok(Auth::reject())
             }
         }
+    }
+
+    async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
+        self.ticket.authenticated(Instant::now());
+        if let Some(tx) = self.authenticated.take() {
+            let _ = tx.send(());
+        }
+        Ok(())
     }
 
     async fn channel_open_session(
@@ -387,12 +543,15 @@ impl<M: DeserializeOwned + Send + 'static> russh::server::Handler for Connection
     ) -> Result<(), Self::Error> {
         match std::str::from_utf8(data) {
             Ok(command) if is_operator_command(command) => self.start_operator(channel, command, session),
-            _ => self.refuse(channel, &format!("exec {:?}", String::from_utf8_lossy(data)), session),
+            _ => {
+                let hint = usage_hint(Some(data));
+                self.answer_with_hint(channel, &format!("exec {:?}", String::from_utf8_lossy(data)), &hint, session)
+            }
         }
     }
 
     async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
-        self.refuse(channel, "a shell (try `ssh HOST -s paxos status`)", session)
+        self.answer_with_hint(channel, "a shell", &usage_hint(None), session)
     }
 
     async fn pty_request(
