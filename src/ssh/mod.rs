@@ -29,8 +29,6 @@ pub enum SshError {
     Bind { addr: String, source: std::io::Error },
     #[error("invalid SSH connection limits: {0}")]
     InvalidLimits(String),
-    #[error("accepting connections on {addr} failed: {source}")]
-    Accept { addr: String, source: std::io::Error },
     #[error("cannot connect to {addr}: {reason}")]
     Connect { addr: String, reason: String },
     /// The server offered a host key other than the pinned one.

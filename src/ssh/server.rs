@@ -15,30 +15,34 @@
 //! authenticated within the deadline.
 
 use super::frame::{self, FrameError, PEER_SUBSYSTEM};
-use super::limits::{Admission, ConnectionLimits, Refused, Ticket};
+use super::limits::{Admission, ConnectionLimits, Ticket};
 use super::{SshError, stdin};
 use crate::keys::fingerprint;
 use futures::{FutureExt, StreamExt};
 use russh::keys::{PrivateKey, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet};
+use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
-use std::net::{Shutdown, SocketAddr};
-use std::os::fd::AsFd;
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing::{debug, error, info, warn};
+
+mod accept;
+mod hint;
+
+pub use hint::usage_hint;
 
 /// What an authenticated key may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,33 +140,6 @@ pub fn is_operator_command(line: &str) -> bool {
 /// Exit status for a command that panicked (sysexits' EX_SOFTWARE).
 const EXIT_SOFTWARE: u32 = 70;
 
-/// Exit status for a shell or a command that is not an operator command
-/// (`ops`' usage status).
-const EXIT_USAGE: u32 = 2;
-
-/// The one line sent to a client that asked for a shell (`command` None)
-/// or exec'd something other than a `paxos ...` command line.
-pub fn usage_hint(command: Option<&[u8]>) -> String {
-    // Echo the command back as the suggestion only when it is short plain
-    // words: never raw control bytes to someone's terminal.
-    let plain = |c: &u8| c.is_ascii_alphanumeric() || b" -_.=:,/@".contains(c);
-    let suggestion = match command {
-        Some(words) if !words.is_empty() && words.len() <= 200 && words.iter().all(plain) => {
-            String::from_utf8_lossy(words).trim().to_string()
-        }
-        _ => "status".to_string(),
-    };
-    let what = match command {
-        None => "no shell here".to_string(),
-        Some(words) => {
-            let shown = String::from_utf8_lossy(&words[..words.len().min(60)]).into_owned();
-            let more = if words.len() > 60 { "..." } else { "" };
-            format!("{shown:?}{more} is not run by a shell here")
-        }
-    };
-    format!("paxos: {what}; use: ssh HOST -s paxos {suggestion} (ssh HOST -s paxos help lists the commands)\n")
-}
-
 /// Bound on channels opened but not yet given a subsystem or command.
 const MAX_IDLE_CHANNELS: usize = 16;
 
@@ -227,120 +204,8 @@ impl SshServer {
             shutdown: shutdown.clone(),
         });
         info!(node = self.node, addr = %self.local_addr, limits = ?self.limits, "ssh server listening");
-        let admission = Admission::new(self.limits);
-        loop {
-            let accepted = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                accepted = self.listener.accept() => accepted,
-            };
-            let (tcp, addr) = match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of descriptors or a connection reset before it
-                    // was accepted: the listener itself is fine.
-                    warn!(node = self.node, "accepting a connection failed: {e}; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(ACCEPT_RETRY) => continue,
-                    }
-                }
-            };
-            match admission.admit(addr.ip(), Instant::now()) {
-                Ok(ticket) => {
-                    let span = tracing::info_span!("node", id = self.node);
-                    let connection = serve_connection(shared.clone(), self.config.clone(), tcp, addr, ticket);
-                    tokio::spawn(connection.instrument(span));
-                }
-                Err(refused) => refuse_connection(self.node, tcp, addr, &refused),
-            }
-        }
-    }
-}
-
-/// Pause after a failed accept, so running out of descriptors does not
-/// spin the loop.
-const ACCEPT_RETRY: Duration = Duration::from_millis(50);
-
-/// Closes a connection refused at the door. The line before the close is
-/// what OpenSSH shows with `-v`; it is not an SSH banner, so scanners do
-/// not count the connection as served.
-fn refuse_connection(node: u64, tcp: TcpStream, addr: SocketAddr, refused: &Refused) {
-    if refused.log {
-        let unlogged = match refused.unlogged {
-            0 => String::new(),
-            n => format!(" ({n} more refused from {} since the last line)", refused.source),
-        };
-        warn!(node, "refusing connection from {addr}: {}{unlogged}", refused.reason);
-    }
-    let _ = tcp.try_write(b"paxos: too many connections from your address; retry later\r\n");
-}
-
-/// Runs one admitted connection until it ends, closing it if it has not
-/// authenticated within the deadline.
-async fn serve_connection<M: DeserializeOwned + Send + 'static>(
-    shared: Arc<Shared<M>>,
-    config: Arc<russh::server::Config>,
-    tcp: TcpStream,
-    addr: SocketAddr,
-    ticket: Ticket,
-) {
-    let node = shared.node;
-    let auth_timeout = ticket.auth_timeout();
-    if config.nodelay
-        && let Err(e) = tcp.set_nodelay(true)
-    {
-        debug!("set_nodelay for {addr}: {e}");
-    }
-    // A second descriptor for the socket: shutting it down ends the
-    // session wherever russh is in it, even mid key exchange or while the
-    // client sends nothing at all.
-    let closer = match tcp.as_fd().try_clone_to_owned() {
-        Ok(fd) => std::net::TcpStream::from(fd),
-        Err(e) => {
-            warn!(node, "closing connection from {addr}: cannot watch it: {e}");
-            return;
-        }
-    };
-    let (authenticated_tx, authenticated_rx) = oneshot::channel();
-    tokio::spawn(
-        async move {
-            tokio::select! {
-                // Authenticated, or the session ended (the handler dropped
-                // the sender) first.
-                _ = authenticated_rx => {}
-                _ = tokio::time::sleep(auth_timeout) => {
-                    warn!(node, "closing connection from {addr}: not authenticated within {} s", auth_timeout.as_secs());
-                    let _ = closer.shutdown(Shutdown::Both);
-                }
-            }
-        }
-        .in_current_span(),
-    );
-    let handler = Connection {
-        shared: shared.clone(),
-        addr: addr.to_string(),
-        principal: None,
-        key_fingerprint: String::new(),
-        idle: HashMap::new(),
-        ticket,
-        authenticated: Some(authenticated_tx),
-    };
-    let session = match russh::server::run_stream(config, tcp, handler).await {
-        Ok(session) => session,
-        Err(e) => {
-            debug!("ssh connection from {addr} ended before key exchange: {e}");
-            return;
-        }
-    };
-    let handle = session.handle();
-    tokio::select! {
-        result = session => match result {
-            Ok(()) => debug!("ssh connection from {addr} closed"),
-            Err(e) => debug!("ssh connection from {addr} ended: {e}"),
-        },
-        _ = shared.shutdown.cancelled() => {
-            let _ = handle.disconnect(Disconnect::ByApplication, "node shutting down".into(), String::new()).await;
-        }
+        accept::serve(self.listener, self.config, Admission::new(self.limits), shared, shutdown).await;
+        Ok(())
     }
 }
 
@@ -452,7 +317,7 @@ impl<M: DeserializeOwned + Send + 'static> Connection<M> {
         info!("{} asked for {what}; answered with a usage hint", self.who());
         session.channel_success(id)?;
         session.extended_data(id, 1, bytes::Bytes::from(hint.to_string()))?;
-        session.exit_status_request(id, EXIT_USAGE)?;
+        session.exit_status_request(id, hint::EXIT_USAGE)?;
         session.eof(id)?;
         // The channel stays in `idle` until the client's close arrives.
         session.close(id)
@@ -545,7 +410,7 @@ impl<M: DeserializeOwned + Send + 'static> russh::server::Handler for Connection
             Ok(command) if is_operator_command(command) => self.start_operator(channel, command, session),
             _ => {
                 let hint = usage_hint(Some(data));
-                self.answer_with_hint(channel, &format!("exec {:?}", String::from_utf8_lossy(data)), &hint, session)
+                self.answer_with_hint(channel, &format!("exec {}", hint::quoted(data)), &hint, session)
             }
         }
     }
