@@ -123,7 +123,8 @@ async fn ssh_audit_flags_a_server_without_the_rate_limit() {
     }
     let wide = ConnectionLimits {
         auth_timeout: Duration::from_secs(20),
-        max_connections: 10_000,
+        max_connections: 30_000,
+        max_client_connections: 10_000,
         max_unauthenticated: 10_000,
         max_unauthenticated_per_source: 10_000,
         source_burst: 10_000,

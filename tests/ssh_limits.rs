@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 fn roomy() -> ConnectionLimits {
     ConnectionLimits {
         auth_timeout: Duration::from_secs(60),
-        max_connections: 1000,
+        max_connections: 3000,
+        max_client_connections: 1000,
         max_unauthenticated: 1000,
         max_unauthenticated_per_source: 1000,
         source_burst: 1000,
@@ -42,7 +43,7 @@ async fn unauthenticated_connections_are_closed_at_the_deadline() {
     let s = start_limited(ConnectionLimits { auth_timeout: Duration::from_secs(1), ..roomy() }).await;
 
     // An authenticated operator, connected first, must outlive the deadline.
-    let operator = SshClient::connect(&s.addr.to_string(), &s.host.public, &s.operator.private).await.expect("connect");
+    let operator = connect_eventually(&s, &s.operator).await;
 
     // One that finishes the key exchange (with the node's own algorithm
     // policy) and stops there, and one that never even sends a banner.
@@ -100,8 +101,9 @@ async fn per_source_cap_refuses_the_excess_and_admits_an_operator() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_wide_caps_refuse_the_excess_and_keep_authenticated_connections() {
-    let s = start_limited(ConnectionLimits { max_connections: 4, max_unauthenticated: 2, ..roomy() }).await;
+async fn node_wide_caps_refuse_the_excess_and_keep_a_slot_for_peers() {
+    let limits = ConnectionLimits { max_connections: 5, max_client_connections: 2, max_unauthenticated: 2, ..roomy() };
+    let s = start_limited(limits).await;
 
     // Two unauthenticated connections from two sources fill the node-wide
     // unauthenticated cap: a third source is refused.
@@ -116,17 +118,28 @@ async fn node_wide_caps_refuse_the_excess_and_keep_authenticated_connections() {
     })
     .await;
 
-    // Two operators authenticate (one slot frees for the handshake of the
-    // second): four connections in all, the total cap.
+    // Two operators take both operator and reader slots; a third operator
+    // key is refused at authentication.
     drop(b);
-    let first = connect_eventually(&s).await;
-    let second = connect_eventually(&s).await;
+    let first = connect_eventually(&s, &s.operator).await;
+    let second = connect_eventually(&s, &s.operator).await;
+    let third = SshClient::connect(&s.addr.to_string(), &s.host.public, &s.operator.private).await;
+    assert!(third.is_err(), "a third operator connection was accepted");
+    eventually("the client-cap refusal to be logged", || {
+        logs().has_line(&["refusing operator key", "2 operator and reader connections are open (the cap)"])
+    })
+    .await;
+
+    // A peer still finds a slot: operators can never fill the node.
+    let peer = connect_eventually(&s, &s.peer).await;
+    // Four connections now (a, two operators, the peer): one more fits
+    // under the total cap, and the next is refused.
     let mut d = tcp_from("127.0.0.7", s.addr).await;
-    assert_eq!(greeting(&mut d).await, Greeting::Banner, "the fourth connection fits under the total cap");
+    assert_eq!(greeting(&mut d).await, Greeting::Banner, "the fifth connection fits under the total cap");
     let mut e = tcp_from("127.0.0.8", s.addr).await;
-    assert!(matches!(greeting(&mut e).await, Greeting::Refused(_)), "a fifth connection got in");
+    assert!(matches!(greeting(&mut e).await, Greeting::Refused(_)), "a sixth connection got in");
     eventually("the total-cap refusal to be logged", || {
-        logs().has_line(&["refusing connection from 127.0.0.8:", "4 connections (the cap)"])
+        logs().has_line(&["refusing connection from 127.0.0.8:", "5 connections (the cap)"])
     })
     .await;
 
@@ -135,18 +148,19 @@ async fn node_wide_caps_refuse_the_excess_and_keep_authenticated_connections() {
         let out = client.run("paxos status").await.expect("run");
         assert_eq!(out.exit_status, Some(0), "{out:?}");
     }
-    // Once the unauthenticated ones go, a new operator gets in.
-    drop((a, d));
-    let third = connect_eventually(&s).await;
-    assert_eq!(third.run("paxos status").await.expect("run").exit_status, Some(0));
+    // Once connections go, a new operator gets in.
+    drop((a, d, first));
+    let fourth = connect_eventually(&s, &s.operator).await;
+    assert_eq!(fourth.run("paxos status").await.expect("run").exit_status, Some(0));
+    drop(peer);
 }
 
-/// Connects the operator with the paxos client, retrying while the server
+/// Connects with `key` and the paxos client, retrying while the server
 /// notices freed slots.
-async fn connect_eventually(s: &LimitedServer) -> SshClient {
+async fn connect_eventually(s: &LimitedServer, key: &ssh_support::TestKey) -> SshClient {
     let deadline = Instant::now() + WAIT;
     loop {
-        match SshClient::connect(&s.addr.to_string(), &s.host.public, &s.operator.private).await {
+        match SshClient::connect(&s.addr.to_string(), &s.host.public, &key.private).await {
             Ok(client) => return client,
             Err(e) => {
                 assert!(Instant::now() < deadline, "operator never connected: {e}\nlogs:\n{}", logs().text());

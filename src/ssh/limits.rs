@@ -28,6 +28,10 @@ pub struct ConnectionLimits {
     pub auth_timeout: Duration,
     /// Connections open at once, authenticated or not.
     pub max_connections: usize,
+    /// Authenticated operator and reader connections open at once. With
+    /// the unauthenticated cap it stays below `max_connections`, so the
+    /// slots left over are always there for peers.
+    pub max_client_connections: usize,
     /// Unauthenticated connections open at once, from all sources
     /// (OpenSSH's MaxStartups).
     pub max_unauthenticated: usize,
@@ -45,6 +49,8 @@ impl ConnectionLimits {
     ///   second on a LAN; a peer's own handshake step times out at 10 s.
     /// - 1024 connections: `paxos bench` opens up to 1024 consoles spread
     ///   over the nodes, plus the peers.
+    /// - 896 operator and reader connections: 1024 less 64 unauthenticated
+    ///   less 64 kept for peers.
     /// - 64 unauthenticated, 20 per source: `paxos bench` has 16 handshakes
     ///   in flight at once, leaving room for peers redialling from the same
     ///   address.
@@ -54,6 +60,7 @@ impl ConnectionLimits {
     pub const DEFAULT: ConnectionLimits = ConnectionLimits {
         auth_timeout: Duration::from_secs(20),
         max_connections: 1024,
+        max_client_connections: 896,
         max_unauthenticated: 64,
         max_unauthenticated_per_source: 20,
         source_burst: 20,
@@ -65,15 +72,23 @@ impl ConnectionLimits {
         let zero = [
             (self.auth_timeout.is_zero(), "auth_timeout"),
             (self.max_connections == 0, "max_connections"),
+            (self.max_client_connections == 0, "max_client_connections"),
             (self.max_unauthenticated == 0, "max_unauthenticated"),
             (self.max_unauthenticated_per_source == 0, "max_unauthenticated_per_source"),
             (self.source_burst == 0, "source_burst"),
             (self.source_per_sec == 0, "source_per_sec"),
         ];
-        match zero.iter().find(|(is_zero, _)| *is_zero) {
-            Some((_, name)) => Err(format!("{name} must be above zero, or no client could ever connect")),
-            None => Ok(()),
+        if let Some((_, name)) = zero.iter().find(|(is_zero, _)| *is_zero) {
+            return Err(format!("{name} must be above zero, or no client could ever connect"));
         }
+        if self.max_client_connections.saturating_add(self.max_unauthenticated) >= self.max_connections {
+            return Err(format!(
+                "max_client_connections ({}) plus max_unauthenticated ({}) must stay below max_connections ({}), \
+                 or operators could leave no slot for a peer",
+                self.max_client_connections, self.max_unauthenticated, self.max_connections
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -179,6 +194,7 @@ impl SourceState {
 
 struct Counts {
     connections: usize,
+    clients: usize,
     unauthenticated: usize,
     sources: HashMap<Source, SourceState>,
     sweep_above: usize,
@@ -192,7 +208,13 @@ pub struct Admission {
 
 impl Admission {
     pub fn new(limits: ConnectionLimits) -> Arc<Admission> {
-        let counts = Counts { connections: 0, unauthenticated: 0, sources: HashMap::new(), sweep_above: SWEEP_ABOVE };
+        let counts = Counts {
+            connections: 0,
+            clients: 0,
+            unauthenticated: 0,
+            sources: HashMap::new(),
+            sweep_above: SWEEP_ABOVE,
+        };
         Arc::new(Admission { limits, counts: Mutex::new(counts) })
     }
 
@@ -206,10 +228,10 @@ impl Admission {
         self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Open connections and unauthenticated ones.
-    pub fn open(&self) -> (usize, usize) {
+    /// Open connections, unauthenticated ones, and operator and reader ones.
+    pub fn open(&self) -> (usize, usize, usize) {
         let counts = self.lock();
-        (counts.connections, counts.unauthenticated)
+        (counts.connections, counts.unauthenticated, counts.clients)
     }
 
     /// Admits a new connection from `ip`, or says why not.
@@ -257,7 +279,7 @@ impl Admission {
         state.unauthenticated += 1;
         counts.connections += 1;
         counts.unauthenticated += 1;
-        Ok(Ticket { admission: self.clone(), source, authenticated: false })
+        Ok(Ticket { admission: self.clone(), source, authenticated: false, client: false })
     }
 }
 
@@ -267,6 +289,8 @@ pub struct Ticket {
     admission: Arc<Admission>,
     source: Source,
     authenticated: bool,
+    /// Holds one of the operator and reader slots.
+    client: bool,
 }
 
 impl Ticket {
@@ -274,8 +298,28 @@ impl Ticket {
         self.source
     }
 
+    pub fn max_client_connections(&self) -> usize {
+        self.admission.limits.max_client_connections
+    }
+
     pub fn auth_timeout(&self) -> Duration {
         self.admission.limits.auth_timeout
+    }
+
+    /// Takes an operator and reader slot for this connection, before its
+    /// operator or reader key is accepted; `Err(cap)` when none is free.
+    pub fn claim_client_slot(&mut self) -> Result<(), usize> {
+        if self.client {
+            return Ok(());
+        }
+        let max = self.admission.limits.max_client_connections;
+        let mut counts = self.admission.lock();
+        if counts.clients >= max {
+            return Err(max);
+        }
+        counts.clients += 1;
+        self.client = true;
+        Ok(())
     }
 
     /// The connection authenticated: it leaves the unauthenticated counts
@@ -300,6 +344,9 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         let mut counts = self.admission.lock();
         counts.connections = counts.connections.saturating_sub(1);
+        if self.client {
+            counts.clients = counts.clients.saturating_sub(1);
+        }
         if !self.authenticated {
             counts.unauthenticated = counts.unauthenticated.saturating_sub(1);
             if let Some(state) = counts.sources.get_mut(&self.source) {

@@ -5,6 +5,7 @@ fn limits() -> ConnectionLimits {
     ConnectionLimits {
         auth_timeout: Duration::from_secs(20),
         max_connections: 10,
+        max_client_connections: 3,
         max_unauthenticated: 6,
         max_unauthenticated_per_source: 3,
         source_burst: 4,
@@ -36,10 +37,10 @@ fn per_source_unauthenticated_cap() {
     let mut held = held;
     held[0].authenticated(now);
     let fourth = door.admit(ip(2), now).expect("a freed slot");
-    assert_eq!(door.open(), (4, 3));
+    assert_eq!(door.open(), (4, 3, 0));
     drop(fourth);
     drop(held);
-    assert_eq!(door.open(), (0, 0));
+    assert_eq!(door.open(), (0, 0, 0));
 }
 
 #[test]
@@ -52,7 +53,7 @@ fn node_wide_unauthenticated_and_total_caps() {
         t.authenticated(now);
     }
     held.extend((0..4).map(|i| door.admit(ip(30 + i), now).expect("admit")));
-    assert_eq!(door.open(), (10, 4));
+    assert_eq!(door.open(), (10, 4, 0));
     assert_eq!(reason(door.admit(ip(40), now)), Refusal::Connections { max: 10 });
 }
 
@@ -125,6 +126,25 @@ fn idle_sources_are_swept() {
 }
 
 #[test]
+fn client_slots_are_capped_and_given_back() {
+    let door = Admission::new(ConnectionLimits { source_burst: 100, max_unauthenticated_per_source: 100, ..limits() });
+    let now = Instant::now();
+    let mut tickets: Vec<Ticket> = (0..4).map(|_| door.admit(ip(2), now).expect("admit")).collect();
+    for t in &mut tickets[..3] {
+        t.claim_client_slot().expect("a client slot");
+        t.authenticated(now);
+    }
+    assert_eq!(tickets[3].claim_client_slot(), Err(3));
+    // Claiming twice takes one slot.
+    assert_eq!(tickets[0].claim_client_slot(), Ok(()));
+    assert_eq!(door.open(), (4, 1, 3));
+    tickets.remove(0);
+    assert_eq!(tickets[2].claim_client_slot(), Ok(()));
+    drop(tickets);
+    assert_eq!(door.open(), (0, 0, 0));
+}
+
+#[test]
 fn zero_figures_are_refused() {
     assert!(ConnectionLimits::DEFAULT.validate().is_ok());
     let bad = ConnectionLimits { max_unauthenticated_per_source: 0, ..ConnectionLimits::DEFAULT };
@@ -132,6 +152,9 @@ fn zero_figures_are_refused() {
     assert!(err.contains("max_unauthenticated_per_source"), "{err}");
     assert!(ConnectionLimits { auth_timeout: Duration::ZERO, ..ConnectionLimits::DEFAULT }.validate().is_err());
     assert!(ConnectionLimits { source_per_sec: 0, ..ConnectionLimits::DEFAULT }.validate().is_err());
+    let crowded = ConnectionLimits { max_client_connections: 1024 - 64, ..ConnectionLimits::DEFAULT };
+    let err = crowded.validate().unwrap_err();
+    assert!(err.contains("no slot for a peer"), "{err}");
 }
 
 #[test]

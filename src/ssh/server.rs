@@ -343,6 +343,15 @@ impl<M: DeserializeOwned + Send + 'static> russh::server::Handler for Connection
     async fn auth_publickey(&mut self, _user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
         let fp = fingerprint(key.public_key);
         match self.shared.access.principal(key.public_key) {
+            // The guard claims a slot when one is free; peers need none.
+            Some(principal @ (Principal::Operator | Principal::Reader)) if self.ticket.claim_client_slot().is_err() => {
+                let max = self.ticket.max_client_connections();
+                warn!(
+                    "refusing {principal} key {fp} from {}: {max} operator and reader connections are open (the cap)",
+                    self.addr
+                );
+                Ok(Auth::reject())
+            }
             Some(principal) => {
                 self.principal = Some(principal);
                 self.key_fingerprint = fp;

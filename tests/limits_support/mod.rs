@@ -22,6 +22,8 @@ pub struct LimitedServer {
     pub addr: SocketAddr,
     pub host: TestKey,
     pub operator: TestKey,
+    /// Listed as node 2's key.
+    pub peer: TestKey,
     pub known_hosts: PathBuf,
     pub shutdown: CancellationToken,
 }
@@ -39,7 +41,12 @@ pub async fn start_limited(limits: ConnectionLimits) -> LimitedServer {
     let dir = tempfile::tempdir().unwrap();
     let host = make_key(&dir, "node1");
     let operator = make_key(&dir, "alice");
-    let access = AccessList { operators: vec![operator.public.clone()], ..AccessList::default() };
+    let peer = make_key(&dir, "node2");
+    let access = AccessList {
+        operators: vec![operator.public.clone()],
+        peers: [(2, peer.public.clone())].into(),
+        ..AccessList::default()
+    };
     let settings = ServerSettings {
         node: 1,
         listen: "127.0.0.1:0".into(),
@@ -59,7 +66,7 @@ pub async fn start_limited(limits: ConnectionLimits) -> LimitedServer {
     });
     let known_hosts = dir.path().join("known_hosts");
     std::fs::write(&known_hosts, keys::known_hosts_line("127.0.0.1", addr.port(), &host.public) + "\n").unwrap();
-    LimitedServer { dir, addr, host, operator, known_hosts, shutdown }
+    LimitedServer { dir, addr, host, operator, peer, known_hosts, shutdown }
 }
 
 /// A plain TCP connection to `to` from loopback address `from`.
