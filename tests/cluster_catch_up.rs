@@ -10,8 +10,11 @@ use support_cluster::Cluster;
 fn a_node_behind_a_compacted_log_catches_up_by_snapshot_and_can_lead() {
     let mut cluster = Cluster::prepare(3);
     // Snapshot every 20 slots and keep only 5 behind it, so a node that
-    // misses 120 writes can only come back through a snapshot on the wire.
-    cluster.set_consensus(json!({"tuning": {"snapshot_interval": 20, "log_retain": 5, "max_batch": 1}}));
+    // misses 120 writes can only come back through a snapshot on the wire,
+    // sent in many small chunks.
+    cluster.set_consensus(json!({"tuning": {
+        "snapshot_interval": 20, "log_retain": 5, "max_batch": 1, "snapshot_chunk_bytes": 256
+    }}));
     cluster.start_all();
     let (leader, _) = cluster.wait_for_leader();
     let behind = cluster.nodes.iter().map(|n| n.id).find(|id| *id != leader).unwrap();

@@ -384,8 +384,14 @@ fn a_restarted_acceptor_keeps_its_promises() {
 #[test]
 fn a_restarted_replica_recovers_every_earlier_decision() {
     // Snapshots every 10 slots, 3 kept behind: 43 commands cross four of them
-    // and leave decisions after the last one.
-    let tuning = paxos::consensus::config::Tuning { snapshot_interval: 10, log_retain: 3, ..paxos::sim::sim_tuning() };
+    // and leave decisions after the last one. The store's image (a few KB)
+    // goes over in 1 KB chunks, one round trip each.
+    let tuning = paxos::consensus::config::Tuning {
+        snapshot_interval: 10,
+        log_retain: 3,
+        snapshot_chunk_bytes: 1024,
+        ..paxos::sim::sim_tuning()
+    };
     let mut cluster = Cluster::builder(5).full_nodes(3).tuning(tuning).build().unwrap();
     let leader = elected(&mut cluster);
     let node = followers(&cluster, leader)[0];
@@ -886,4 +892,29 @@ fn a_command_over_the_byte_limit_is_refused_up_front_and_slots_stay_within_budge
     applied(cluster.await_reply(request, commit_bound()).unwrap());
     let read = cluster.read(follower, "ctl", true);
     assert_eq!(value_of(cluster.await_reply(read, commit_bound()).unwrap()).0.as_deref(), Some("\u{1}"));
+}
+
+#[test]
+fn a_snapshot_of_values_full_of_quotes_and_multibyte_characters_arrives_whole_in_small_chunks() {
+    let tuning = paxos::consensus::config::Tuning {
+        snapshot_interval: 10,
+        log_retain: 2,
+        snapshot_chunk_bytes: 37,
+        ..paxos::sim::sim_tuning()
+    };
+    let mut cluster = Cluster::builder(10).full_nodes(3).tuning(tuning).build().unwrap();
+    let leader = elected(&mut cluster);
+    let behind = followers(&cluster, leader)[0];
+    cluster.crash(behind);
+    let mut last = 0;
+    for i in 0..30 {
+        // Quotes and backslashes double when escaped; the others are 2-4 bytes of UTF-8.
+        let value = format!("\"\\é😀{i}\u{1}");
+        last = commit(&mut cluster, leader, put(&format!("k{i}"), &value)).0;
+    }
+    assert!(cluster.status(leader).snapshot_through > 10);
+    cluster.restart(behind);
+    cluster.run_until(40 * commit_bound(), |c| c.converged().is_ok_and(|s| s > last)).unwrap();
+    assert_eq!(cluster.replica(behind).store(), cluster.replica(leader).store());
+    assert_eq!(cluster.replica(behind).store().get("k7").map(String::as_str), Some("\"\\é😀7\u{1}"));
 }

@@ -121,6 +121,9 @@ pub struct Tuning {
     pub max_in_flight_bytes: usize,
     /// Most encoded command bytes in one catch-up message (default 4 MiB).
     pub catch_up_bytes: usize,
+    /// Bytes of snapshot image per InstallSnapshot chunk (default 1 MiB);
+    /// JSON may escape each one into two, so at most a quarter frame.
+    pub snapshot_chunk_bytes: usize,
 }
 
 /// The largest peer message the budgets above allow, with their defaults,
@@ -140,6 +143,7 @@ impl Default for Tuning {
             max_batch_bytes: 2 * 1024 * 1024,
             max_in_flight_bytes: 8 * 1024 * 1024,
             catch_up_bytes: 4 * 1024 * 1024,
+            snapshot_chunk_bytes: 1024 * 1024,
         }
     }
 }
@@ -255,6 +259,12 @@ impl Config {
         budget("max_batch_bytes", u.max_batch_bytes)?;
         budget("max_in_flight_bytes", u.max_in_flight_bytes)?;
         budget("catch_up_bytes", u.catch_up_bytes)?;
+        if u.snapshot_chunk_bytes < 16 || u.snapshot_chunk_bytes > MAX_MESSAGE_BYTES / 4 {
+            return Err(ConfigError::Tuning(format!(
+                "snapshot_chunk_bytes must be between 16 and a quarter of the peer frame limit ({})",
+                MAX_MESSAGE_BYTES / 4
+            )));
+        }
         if u.max_in_flight_bytes < u.max_batch_bytes {
             return Err(ConfigError::Tuning("max_in_flight_bytes must be at least max_batch_bytes".into()));
         }

@@ -104,7 +104,7 @@ impl Replica {
         }
         self.known_commit = self.known_commit.max(ahead_commit);
         if ahead_commit > self.commit_index && ahead != self.id() {
-            self.send(ahead, Message::CatchUp(CatchUp { from_slot: self.commit_index }));
+            self.send(ahead, Message::CatchUp(CatchUp { from_slot: self.commit_index, snapshot: None }));
             self.last_catch_up = Some(self.now);
         }
         self.broadcast_heartbeat(0);

@@ -3,7 +3,7 @@
 //! snapshots so the log can be compacted.
 
 use super::ballot::{Ballot, NodeId};
-use super::messages::{CatchUp, Decided, InstallSnapshot, Message};
+use super::messages::{CatchUp, Decided, Message};
 use super::records::{Record, Snapshot};
 use super::{AppliedEntry, Replica, Response};
 use crate::state_machine::{Entry, Slot};
@@ -47,7 +47,8 @@ impl Replica {
         let due = self.last_catch_up.is_none_or(|t| self.now >= t + self.cfg.timing.retransmit);
         if due && target != self.id() {
             self.last_catch_up = Some(self.now);
-            self.send(target, Message::CatchUp(CatchUp { from_slot: self.commit_index }));
+            let snapshot = self.snapshot_cursor(target);
+            self.send(target, Message::CatchUp(CatchUp { from_slot: self.commit_index, snapshot }));
         }
     }
 
@@ -55,8 +56,10 @@ impl Replica {
         if self.commit_index >= self.known_commit {
             return;
         }
-        let target = match self.leader.filter(|l| *l != self.id()) {
-            Some(leader) => leader,
+        // A snapshot download goes on with the node that serves it.
+        let downloading = self.snapshot_download_source();
+        let target = match downloading.or(self.leader.filter(|l| *l != self.id())) {
+            Some(source) => source,
             None if self.others.is_empty() => return,
             None => self.others[self.rng.between(0, self.others.len() as u64 - 1) as usize],
         };
@@ -67,10 +70,9 @@ impl Replica {
         if m.from_slot >= self.commit_index {
             return;
         }
-        if m.from_slot < self.log_start {
+        if m.from_slot < self.log_start || m.snapshot.is_some() {
             // What the peer needs was compacted away here: send the state instead.
-            let snapshot = InstallSnapshot { through: self.applied, state: self.kv.clone() };
-            self.send(from, Message::InstallSnapshot(snapshot));
+            self.send_snapshot_chunk(from, m.snapshot);
             return;
         }
         if let Some(decided) = self.decided_run(m.from_slot, self.cfg.tuning.catch_up_batch) {
@@ -118,18 +120,6 @@ impl Replica {
         }
     }
 
-    pub(super) fn on_install_snapshot(&mut self, _from: NodeId, m: InstallSnapshot) {
-        if m.through <= self.applied {
-            return;
-        }
-        self.adopt_snapshot(m.through, m.state);
-        // The runtime stores the snapshot before the records of this step,
-        // so a commit marker past it never outlives it on disk.
-        self.out.snapshot = Some(Snapshot { through: m.through, state: self.kv.clone() });
-        self.answer_from_sessions();
-        self.advance_commit();
-    }
-
     /// Take `state` as the state machine after every slot below `through`,
     /// dropping the log it covers (undecided votes above it stay).
     pub(super) fn adopt_snapshot(&mut self, through: Slot, state: crate::state_machine::KvStore) {
@@ -172,5 +162,6 @@ impl Replica {
             self.log = self.log.split_off(&keep_from);
             self.log_start = keep_from;
         }
+        self.expire_snapshot_image();
     }
 }

@@ -2,7 +2,7 @@
 //! that tags them on the wire, and the `Envelope` that addresses them.
 
 use super::ballot::{Ballot, NodeId};
-use crate::state_machine::{Command, Entry, KvStore, Slot};
+use crate::state_machine::{Command, Entry, Slot};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -137,10 +137,20 @@ pub struct HeartbeatReply {
     pub commit_index: Slot,
 }
 
-/// A learner missing decisions from `from_slot` on asks for them.
+/// A learner missing decisions from `from_slot` on asks for them; while it
+/// downloads a snapshot, `snapshot` says which chunk it needs next.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CatchUp {
     pub from_slot: Slot,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotCursor>,
+}
+
+/// The next byte wanted of the snapshot image taken through `through`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotCursor {
+    pub through: Slot,
+    pub offset: u64,
 }
 
 /// Chosen entries, contiguous from `first_slot`, and the sender's commit index.
@@ -151,12 +161,17 @@ pub struct Decided {
     pub commit_index: Slot,
 }
 
-/// The state machine after applying every slot below `through`, for a
-/// learner that fell behind past the compacted part of the log.
+/// One chunk of the state machine after applying every slot below
+/// `through`, for a learner that fell behind past the compacted part of the
+/// log. The image is the store's JSON, `total` bytes, sent as consecutive
+/// UTF-8 chunks from `offset`, each small enough for a frame even with
+/// every byte escaped.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InstallSnapshot {
     pub through: Slot,
-    pub state: KvStore,
+    pub offset: u64,
+    pub total: u64,
+    pub chunk: String,
 }
 
 /// Client commands a follower hands to the leader.

@@ -22,6 +22,7 @@ mod leader;
 mod learner;
 mod reads;
 mod recovery;
+mod snapshot_transfer;
 
 use crate::state_machine::{ClientId, Command, Entry, KvStore, OpResult, Slot};
 use ballot::{Ballot, NodeId};
@@ -184,6 +185,8 @@ pub struct Replica {
     known_commit: Slot,
     last_catch_up: Option<u64>,
     kv: KvStore,
+    snapshot_image: Option<snapshot_transfer::SnapshotImage>,
+    snapshot_download: Option<snapshot_transfer::SnapshotDownload>,
 
     // Leadership.
     role: Role,
@@ -227,6 +230,8 @@ impl Replica {
             known_commit: 0,
             last_catch_up: None,
             kv,
+            snapshot_image: None,
+            snapshot_download: None,
             role: Role::Follower,
             leader: None,
             leader_ballot: Ballot::ZERO,

@@ -98,6 +98,8 @@ pub fn sim_tuning() -> Tuning {
         max_batch_bytes: 160,
         max_in_flight_bytes: 400,
         catch_up_bytes: 200,
+        // Snapshots of the workload's store are a few hundred bytes: many chunks.
+        snapshot_chunk_bytes: 64,
     }
 }
 

@@ -429,6 +429,9 @@ fn within_budgets(env: &Envelope, tuning: &crate::consensus::config::Tuning) -> 
             let bytes: usize = d.entries.iter().map(Entry::wire_len).sum();
             if bytes > tuning.catch_up_bytes { over("a decided run", bytes, tuning.catch_up_bytes) } else { Ok(()) }
         }
+        Message::InstallSnapshot(m) if m.chunk.len() > tuning.snapshot_chunk_bytes => {
+            over("a snapshot chunk", m.chunk.len(), tuning.snapshot_chunk_bytes)
+        }
         Message::Forward(f) => match f.commands.iter().find(|c| c.wire_len() > tuning.max_command_bytes) {
             Some(c) => over("a forwarded command", c.wire_len(), tuning.max_command_bytes),
             None => Ok(()),
