@@ -332,3 +332,13 @@ fn cluster_load_reads_both_files() {
     assert_eq!(cluster.me().name, "node3");
     assert_eq!(cluster.node.data_dir, dir.join("d"));
 }
+
+#[test]
+fn the_lab_inventory_is_valid_for_provisioning() {
+    let inv = Inventory::load(concat!(env!("CARGO_MANIFEST_DIR"), "/hosts/lab.json")).unwrap();
+    assert_eq!(inv.cluster, "lab");
+    assert_eq!(
+        inv.nodes.iter().map(|n| n.address()).collect::<Vec<_>>(),
+        ["172.30.99.11:7100", "172.30.99.12:7100", "172.30.99.13:7100"]
+    );
+}
