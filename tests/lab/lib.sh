@@ -29,7 +29,7 @@ start_host() {
     local name=$1
     docker run -d --name "paxos-lab-$name" --hostname "$name" --label "$LAB_LABEL" \
         --network "$LAB_NET" --ip "$(ip_of "$name")" \
-        -t -e container=docker --tmpfs /run --tmpfs /run/lock \
+        --stop-signal SIGRTMIN+3 -t -e container=docker --tmpfs /run --tmpfs /run/lock \
         -v /sys/fs/cgroup:/sys/fs/cgroup:ro --cap-add SYS_ADMIN --security-opt seccomp=unconfined \
         "$IMAGE" /lib/systemd/systemd >/dev/null
     docker exec -i "paxos-lab-$name" sh -c "mkdir -p -m 700 /root/.ssh && cat > /root/.ssh/authorized_keys" <"$WORK/ansible_key.pub"

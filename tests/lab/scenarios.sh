@@ -51,7 +51,7 @@ failover_once() { # failover_once HOW: "stop" (docker stop) or "kill" (systemctl
     back=$(($(now_ms) - t0))
     stop_writer
     writes=$(check_acked "$WORK/writes-$how.log" "node$leader")
-    record "3. failover by $how of leader node$leader: new leader $(leader_id) seen after ${elected} ms; longest write pause ${gap} ms; node$leader caught up ${back} ms after it was back; all $writes acknowledged writes read back (through node$leader)"
+    record "3. failover by $how of leader node$leader: the CLI saw new leader $(leader_id) ${elected} ms after the fault began; longest write pause ${gap} ms; node$leader caught up ${back} ms after it was back; all $writes acknowledged writes read back (through node$leader)"
 }
 
 scenario_failover() {
@@ -75,8 +75,12 @@ scenario_partition() {
     elected=$(($(now_ms) - t0))
     wait_until 60 "a write acknowledged by the majority" write_acked_after "$WORK/writes-partition.log" "$(now_ms)"
     # The cut-off node is asked to commit: it must not.
-    out=$(docker exec "paxos-lab-node$leader" timeout 15 paxos --cluster /root/self.json -i /root/operator put cut-off-write lost 2>&1) \
-        && fail "the cut-off node acknowledged a write: $out"
+    local cut_rc=0
+    out=$(docker exec "paxos-lab-node$leader" timeout 25 paxos --cluster /root/self.json -i /root/operator put cut-off-write lost 2>&1) \
+        || cut_rc=$?
+    ((cut_rc != 0)) && ! grep -q '^cut-off-write set' <<<"$out" || fail "the cut-off node acknowledged a write: $out"
+    local cut_answer
+    cut_answer=$(tr '\n' ' ' <<<"$out" | cut -c1-160)
     commit_later=$(field_of_self "node$leader" commit_index)
     [[ $commit_later -le $((commit_cut + 1)) ]] || fail "the cut-off node's commit index moved from $commit_cut to $commit_later"
     ballot_before=$(status_json | python3 -c 'import json,sys; r=[x for x in json.load(sys.stdin) if x["up"] and x["status"]["role"]=="leader"]; print(r[0]["status"]["id"], r[0]["status"]["ballot"])')
@@ -88,11 +92,24 @@ scenario_partition() {
     [[ $ballot_before == "$ballot_after" ]] || fail "the healed node deposed the leader: $ballot_before -> $ballot_after"
     stop_writer
     gap=$(longest_gap "$WORK/writes-partition.log")
-    out=$(paxos_cli get cut-off-write 2>&1 || true)
-    [[ $out == lost ]] && fail "the write refused by the cut-off node was applied later"
+    # The cut-off node's answer decides what may happen to that write later:
+    # "outcome unknown" allows it to commit after healing; a definite
+    # refusal does not (a command reported as failed must never commit).
+    local later
+    later=$(paxos_cli get cut-off-write 2>&1 || true)
+    if [[ $later == lost ]]; then
+        if ((cut_rc == 1)) && grep -qi 'not applied' <<<"$cut_answer"; then
+            fail "the write the cut-off node refused (exit $cut_rc: $cut_answer) was applied after healing"
+        fi
+        # Exit 4 (unavailable: retry) or a killed client does not claim the
+        # command was dropped; the CLI gave it a request id, so a retry is safe.
+        later="applied after healing; its answer had been exit $cut_rc: $cut_answer"
+    else
+        later="never applied (exit $cut_rc: $cut_answer)"
+    fi
     local writes
     writes=$(check_acked "$WORK/writes-partition.log" "node$leader")
-    record "4. partition of leader node$leader: majority leader after ${elected} ms; longest write pause ${gap} ms; the cut-off node committed nothing (commit index $commit_cut -> $commit_later, its own write refused); healed, it caught up in ${back} ms and left leader/ballot '$ballot_after' alone; all $writes acknowledged writes read back"
+    record "4. partition of leader node$leader: majority leader after ${elected} ms; longest write pause ${gap} ms; the cut-off node committed nothing (commit index $commit_cut -> $commit_later; the write sent to it: $later); healed, it caught up in ${back} ms and left leader/ballot '$ballot_after' alone; all $writes acknowledged writes read back"
 }
 
 # === 5. rolling restart and upgrade ==========================================
@@ -108,21 +125,16 @@ rolling() { # rolling LABEL EXTRA-ANSIBLE-ARGS...
     stop_writer
     local writes gap
     writes=$(check_acked "$WORK/writes-$label.log" node1)
-    # Per node: the longest pause between acknowledged writes while the play handled it.
-    local pauses
-    pauses=$(python3 - "$WORK/$label.log" "$WORK/writes-$label.log" <<'PY'
-import re, sys
-# Ansible prints one "PLAY [..]" batch per host with serial: 1; the writer's
-# log has wall-clock ms, so the per-node pause is taken over each batch's share
-# of the writes in order: the batch boundaries are the failed/slow gaps.
-writes = [l.split() for l in open(sys.argv[2])]
-oks = [int(t) for t, s, _ in writes if s == "ok"]
-gaps = sorted(((b - a), a) for a, b in zip(oks, oks[1:]))
-print(" ".join(f"{g}" for g, _ in gaps[-3:][::-1]))
-PY
-)
-    gap=$(longest_gap "$WORK/writes-$label.log")
-    record "5. rolling $label (serial: 1) took ${took} s with a writer running: the three longest write pauses ${pauses} ms (one per node restart); all $writes acknowledged writes read back"
+    # Per node: the longest pause between acknowledged writes around the
+    # moment systemd stopped its paxos (from the node's journal, µs clock).
+    local pauses="" h stopped
+    for h in node1 node2 node3; do
+        stopped=$(docker exec "paxos-lab-$h" journalctl -u paxos -o short-unix --no-pager | grep 'Stopping paxos' | tail -1 | cut -d' ' -f1)
+        [[ -n $stopped ]] || fail "$h's journal shows no restart during the rolling $label"
+        stopped=$(python3 -c 'import sys; print(int(float(sys.argv[1]) * 1000))' "$stopped")
+        pauses+="$h $(awk -v t="$stopped" '$2 == "ok" { if (prev && $1 >= t - 1000 && prev <= t + 15000) { g = $1 - prev; if (g > max) max = g } prev = $1 } END { print max + 0 }' "$WORK/writes-$label.log") ms, "
+    done
+    record "5. rolling $label (serial: 1) took ${took} s with a writer running: longest write pause per node ${pauses}all $writes acknowledged writes read back"
 }
 
 scenario_rolling() {
@@ -160,6 +172,7 @@ PY
     playbook "$WORK/site5.log" -i "$WORK/lab.json" "$ROOT/ansible/site.yml" \
         || { tail -40 "$WORK/site5.log"; fail "the 5-host rollout failed"; }
     record "6. 5-host rollout: $((SECONDS - t)) s"
+    "$PAXOS" --cluster "$WORK/lab.json" -i "$WORK/keys/operator" ssh-config -o "$WORK/ssh_config" 2>/dev/null
     wait_until 60 "a leader among the 5 hosts" has_leader
     start_writer "$WORK/writes-learners.log"
     wait_until 30 "acknowledged writes" write_acked_after "$WORK/writes-learners.log" 0
