@@ -86,22 +86,27 @@ r = rows.get(me)
 sys.exit(0 if r and r["up"] and r["lag"] <= 10 and r["status"]["leader"] is not None else 1)' "$1"
 }
 
-# The writer: puts w<N> = v<N> one after another through the CLI, logging
-# "ms ok N" or "ms fail N" per attempt; a failed N is retried with the same
-# request id so it is applied at most once, and only acknowledged Ns count.
+# The writer: puts w<N> = v<N> one after another with the real OpenSSH
+# client (the generated ssh-config, ConnectTimeout=1), logging "ms ok N" or
+# "ms fail N" per attempt. It stays on the node that answered last and moves
+# to the next one on a failure, so a pause measures the cluster, not a
+# client's connect timeout. A failed N is retried with the same request id,
+# so it is applied at most once; only acknowledged Ns count.
 start_writer() {
     local log=$1
     : >"$log"
     (
-        n=0
+        mapfile -t hosts < <(sed -n 's/^Host //p' "$WORK/ssh_config")
+        n=1 at=0
         client=$((RANDOM * 32768 + RANDOM + 1))
         while [[ ! -e $WORK/stop-writer ]]; do
-            n=$((n + 1))
-            if timeout 10 "$PAXOS" --cluster "$WORK/lab.json" -i "$WORK/keys/operator" \
-                put "--request=$client:$n" "w$n" "v$n" >/dev/null 2>&1; then
+            if timeout 10 ssh -F "$WORK/ssh_config" -o BatchMode=yes -o ConnectTimeout=1 "${hosts[at]}" \
+                -s paxos put "--request=$client:$n" "w$n" "v$n" >/dev/null 2>&1; then
                 echo "$(now_ms) ok $n" >>"$log"
+                n=$((n + 1))
             else
                 echo "$(now_ms) fail $n" >>"$log"
+                at=$(((at + 1) % ${#hosts[@]}))
             fi
         done
     ) &
