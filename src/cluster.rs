@@ -14,7 +14,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+mod ansible;
 mod node_config;
+pub use ansible::{CLUSTER_VARS, NODE_VARS, PLAYBOOK_VARS};
 pub use node_config::{DefaultPaths, LogFormat, NodeConfig, default_paths};
 
 #[derive(Debug, Error)]
@@ -27,26 +29,26 @@ pub enum ClusterError {
     },
     #[error("{}:{line}:{column}: malformed JSON: {message}", path.display())]
     Json { path: PathBuf, line: usize, column: usize, message: String },
-    #[error("{}: the inventory lists no nodes; add at least one entry under \"nodes\"", path.display())]
+    #[error("{}: the inventory lists no hosts; add at least one under all.hosts", path.display())]
     NoNodes { path: PathBuf },
     #[error("{}: invalid {field}: {reason}", path.display())]
     Invalid { path: PathBuf, field: String, reason: String },
-    #[error("{}: node id {id} appears more than once; give every node its own id", path.display())]
-    DuplicateId { path: PathBuf, id: NodeId },
+    #[error("{}: hosts {first:?} and {second:?} both have paxos_id {id}; give every node its own id", path.display())]
+    DuplicateId { path: PathBuf, id: NodeId, first: String, second: String },
     #[error("{}: node name {name:?} appears more than once; give every node its own name", path.display())]
     DuplicateName { path: PathBuf, name: String },
-    #[error("{}: nodes {first:?} and {second:?} both listen on {address}; change the host or port of one", path.display())]
+    #[error("{}: hosts {first:?} and {second:?} both listen on {address}; change the address or paxos_port of one", path.display())]
     DuplicateAddress { path: PathBuf, address: String, first: String, second: String },
-    #[error("{}: node {node:?}: unknown role {role:?}; roles are proposer, acceptor and learner", path.display())]
+    #[error("{}: host {node:?} paxos_roles: unknown role {role:?}; roles are proposer, acceptor and learner", path.display())]
     UnknownRole { path: PathBuf, node: String, role: String },
-    #[error("{}: node {node:?}: unusable host_key: {reason}", path.display())]
+    #[error("{}: host {node:?} paxos_host_key: unusable key: {reason}", path.display())]
     BadHostKey { path: PathBuf, node: String, reason: String },
     #[error(
-        "{}: node {node:?} has no host_key; peers pin each other's keys, so add the node's \
-         \"ssh-ed25519 AAAA...\" public key (`paxos keygen` prints it)", path.display()
+        "{}: host {node:?} has no paxos_host_key; peers pin each other's keys, so add the node's \
+         \"ssh-ed25519 AAAA...\" public key (the playbook pins it; `paxos keygen` prints one)", path.display()
     )]
     MissingHostKey { path: PathBuf, node: String },
-    #[error("{}: {list}[{index}]: unusable public key: {reason}", path.display())]
+    #[error("{}: all.vars paxos_{list}[{index}]: unusable public key: {reason}", path.display())]
     BadUserKey { path: PathBuf, list: &'static str, index: usize, reason: String },
     #[error("{}: the key {key:?} is listed twice ({first} and {second}); each key gets exactly one role", path.display())]
     DuplicateKey { path: PathBuf, key: String, first: String, second: String },
@@ -65,7 +67,8 @@ pub enum ClusterError {
     },
 }
 
-/// One machine of the cluster, as listed in the inventory.
+/// One machine of the cluster, as listed in the inventory (a host of
+/// `all.hosts` with its `paxos_*` variables).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeEntry {
@@ -119,25 +122,20 @@ fn default_tick_ms() -> u64 {
     10
 }
 
-/// The cluster inventory (`hosts/*.json`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The cluster inventory (`hosts/*.json`, in Ansible's JSON inventory
+/// shape: see `ansible.rs`), sorted by node id.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Inventory {
     pub cluster: String,
     /// Wall-clock length of one protocol tick.
-    #[serde(default = "default_tick_ms")]
     pub tick_ms: u64,
     pub nodes: Vec<NodeEntry>,
     /// Public keys allowed every operator command.
-    #[serde(default)]
     pub operators: Vec<String>,
     /// Public keys allowed read-only commands.
-    #[serde(default)]
     pub readers: Vec<String>,
-    #[serde(default)]
     pub consensus: ConsensusSettings,
     /// The file this was read from, for error messages.
-    #[serde(skip)]
     pub path: PathBuf,
 }
 
@@ -174,14 +172,13 @@ impl Inventory {
     /// Parse and validate inventory text; `path` only names it in errors.
     pub fn from_json(text: &str, path: impl AsRef<Path>) -> Result<Inventory, ClusterError> {
         let path = path.as_ref();
-        let mut inventory: Inventory = serde_json::from_str(text).map_err(|e| json_error(path, e))?;
-        inventory.path = path.to_owned();
+        let inventory = ansible::parse(text, path)?;
         inventory.validate()?;
         Ok(inventory)
     }
 
     pub fn to_json_pretty(&self) -> String {
-        serde_json::to_string_pretty(self).expect("an inventory always serializes")
+        serde_json::to_string_pretty(&ansible::to_value(self)).expect("an inventory always serializes") + "\n"
     }
 
     fn invalid(&self, field: impl Into<String>, reason: impl Into<String>) -> ClusterError {
@@ -192,15 +189,15 @@ impl Inventory {
     pub fn validate(&self) -> Result<(), ClusterError> {
         let path = || self.path.clone();
         if self.cluster.trim().is_empty() {
-            return Err(self.invalid("cluster", "the cluster name is empty; name it, e.g. \"lab\""));
+            return Err(self.invalid("all.vars paxos_cluster", "the cluster name is empty; name it, e.g. \"lab\""));
         }
         if self.tick_ms == 0 {
-            return Err(self.invalid("tick_ms", "must be at least 1 (milliseconds per protocol tick)"));
+            return Err(self.invalid("all.vars paxos_tick_ms", "must be at least 1 (milliseconds per protocol tick)"));
         }
         if self.nodes.is_empty() {
             return Err(ClusterError::NoNodes { path: path() });
         }
-        let mut ids = BTreeSet::new();
+        let mut ids: BTreeMap<NodeId, &str> = BTreeMap::new();
         let mut names = BTreeSet::new();
         let mut addresses: BTreeMap<String, &str> = BTreeMap::new();
         // Keys compare by fingerprint: the comment is not part of a key's identity.
@@ -215,22 +212,30 @@ impl Inventory {
         };
         for node in &self.nodes {
             if node.id == 0 {
-                return Err(self.invalid(format!("node {:?}", node.name), "id 0 is reserved; number nodes from 1"));
+                return Err(
+                    self.invalid(format!("host {:?} paxos_id", node.name), "id 0 is reserved; number nodes from 1")
+                );
             }
-            if !ids.insert(node.id) {
-                return Err(ClusterError::DuplicateId { path: path(), id: node.id });
+            if let Some(first) = ids.insert(node.id, &node.name) {
+                return Err(ClusterError::DuplicateId {
+                    path: path(),
+                    id: node.id,
+                    first: first.to_owned(),
+                    second: node.name.clone(),
+                });
             }
             if node.name.trim().is_empty() {
-                return Err(self.invalid(format!("node {}", node.id), "the name is empty"));
+                return Err(self.invalid(format!("host with paxos_id {}", node.id), "the host name is empty"));
             }
             if !names.insert(node.name.as_str()) {
                 return Err(ClusterError::DuplicateName { path: path(), name: node.name.clone() });
             }
             if node.host.trim().is_empty() || node.host.contains(char::is_whitespace) {
-                return Err(self.invalid(format!("node {:?} host", node.name), "give a hostname or an IP address"));
+                let reason = "give a hostname or an IP address (paxos_host, else ansible_host, else the host's name)";
+                return Err(self.invalid(format!("host {:?} address", node.name), reason));
             }
             if node.port == 0 {
-                return Err(self.invalid(format!("node {:?} port", node.name), "port 0 cannot be dialed"));
+                return Err(self.invalid(format!("host {:?} paxos_port", node.name), "port 0 cannot be dialed"));
             }
             if let Some(first) = addresses.insert(node.address(), &node.name) {
                 return Err(ClusterError::DuplicateAddress {

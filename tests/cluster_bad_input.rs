@@ -175,7 +175,7 @@ fn a_node_pinning_the_wrong_host_key_for_a_peer_names_both_fingerprints_and_the_
     let impostor = cluster.dir.path().join("keys/impostor");
     let impostor_public = keys::generate_ed25519(&impostor, "impostor").unwrap();
     let mut inventory: Value = serde_json::from_str(&fs::read_to_string(&cluster.inventory).unwrap()).unwrap();
-    inventory["nodes"][1]["host_key"] = keys::public_line(&impostor_public).into();
+    inventory["all"]["hosts"]["node2"]["paxos_host_key"] = keys::public_line(&impostor_public).into();
     let wrong = cluster.dir.path().join("cluster-node1.json");
     fs::write(&wrong, serde_json::to_string_pretty(&inventory).unwrap()).unwrap();
     let mut config: Value = serde_json::from_str(&fs::read_to_string(&cluster.node(1).config).unwrap()).unwrap();

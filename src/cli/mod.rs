@@ -6,6 +6,7 @@ mod bench;
 mod local;
 pub mod machine;
 mod remote;
+mod ssh_config;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,8 @@ pub enum Command {
     Keygen(local::KeygenArgs),
     /// Run the deterministic simulation over many seeds.
     Simulate(local::SimulateArgs),
+    /// Print an OpenSSH client config for the inventory's nodes and write their pinned known_hosts.
+    SshConfig(ssh_config::SshConfigArgs),
     /// Drive a running cluster with concurrent clients and print throughput and latency.
     Bench(bench::BenchArgs),
     /// Any operator command, sent over SSH (see the list below).
@@ -53,6 +56,7 @@ pub fn main() -> ExitCode {
         Command::Up(args) => up::run(args),
         Command::Keygen(args) => local::keygen(args),
         Command::Simulate(args) => local::simulate(args),
+        Command::SshConfig(args) => ssh_config::run(&cli.cluster, &cli.identity, args),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(&cli.cluster, &cli.identity, args))),
         Command::Ops(words) => runtime().and_then(|rt| rt.block_on(remote::run(&cli.cluster, &cli.identity, words))),
     };

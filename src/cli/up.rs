@@ -57,7 +57,7 @@ fn prepare(args: &UpArgs, data: &Path) -> anyhow::Result<Vec<(u64, PathBuf)>> {
     if let Some(parent) = args.hosts.parent() {
         fs::create_dir_all(parent)?;
     }
-    let mut nodes = Vec::new();
+    let mut hosts = serde_json::Map::new();
     let mut known_hosts = String::new();
     for id in 1..=args.nodes {
         let name = format!("node{id}");
@@ -65,16 +65,20 @@ fn prepare(args: &UpArgs, data: &Path) -> anyhow::Result<Vec<(u64, PathBuf)>> {
         let port = args.base_port + (id - 1) as u16;
         known_hosts.push_str(&keys::known_hosts_line("127.0.0.1", port, &keys::parse_public(&host_key)?));
         known_hosts.push('\n');
-        nodes.push(serde_json::json!({
-            "id": id, "name": name, "host": "127.0.0.1", "port": port,
-            "roles": ["proposer", "acceptor", "learner"], "host_key": host_key,
-        }));
+        // Ansible's JSON inventory shape, as every inventory under hosts/.
+        hosts.insert(
+            name,
+            serde_json::json!({
+                "ansible_host": "127.0.0.1", "paxos_id": id, "paxos_port": port,
+                "paxos_roles": ["proposer", "acceptor", "learner"], "paxos_host_key": host_key,
+            }),
+        );
     }
     let operator = key(&args.keys, "operator")?;
     let reader = key(&args.keys, "reader")?;
-    let inventory = serde_json::json!({
-        "cluster": "local", "tick_ms": 10, "nodes": nodes, "operators": [operator], "readers": [reader],
-    });
+    let inventory = serde_json::json!({"all": {"hosts": hosts, "vars": {
+        "paxos_cluster": "local", "paxos_tick_ms": 10, "paxos_operators": [operator], "paxos_readers": [reader],
+    }}});
     let text = serde_json::to_string_pretty(&inventory)? + "\n";
     Inventory::from_json(&text, &args.hosts)?; // validate before writing
     fs::write(&args.hosts, text).with_context(|| format!("writing {}", args.hosts.display()))?;

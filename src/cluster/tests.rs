@@ -10,20 +10,30 @@ const BOB: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOGpltgxiYLpxZd9ybgzd64PX
 const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBGlZanYZ6uJWP95jDgU/8N0GDUATeUJSCPNxgKGsVnXQrrC8IcYyl9w9/2lhMdWhO2YP70jOdAWw6g1Ky4HIQdQ= ec";
 
 fn valid() -> Value {
-    json!({
-        "cluster": "local",
-        "tick_ms": 10,
-        "nodes": [
-            {"id": 1, "name": "node1", "host": "127.0.0.1", "port": 7101, "host_key": KEY_A},
-            {"id": 2, "name": "node2", "host": "127.0.0.1", "port": 7102, "host_key": KEY_B,
-             "roles": ["proposer", "acceptor", "learner"]},
-            {"id": 3, "name": "node3", "host": "127.0.0.1", "port": 7103, "host_key": KEY_C,
-             "roles": ["acceptor"]}
-        ],
-        "operators": [ALICE],
-        "readers": [BOB],
-        "consensus": {"phase1_quorum": null, "phase2_quorum": null, "timing": {"heartbeat": 5}}
-    })
+    json!({"all": {
+        "hosts": {
+            "node1": {"ansible_host": "127.0.0.1", "paxos_id": 1, "paxos_port": 7101, "paxos_host_key": KEY_A},
+            "node2": {"ansible_host": "127.0.0.1", "paxos_id": 2, "paxos_port": 7102, "paxos_host_key": KEY_B,
+                      "paxos_roles": ["proposer", "acceptor", "learner"]},
+            "node3": {"ansible_host": "127.0.0.1", "paxos_id": 3, "paxos_port": 7103, "paxos_host_key": KEY_C,
+                      "paxos_roles": ["acceptor"]}
+        },
+        "vars": {
+            "paxos_cluster": "local",
+            "paxos_tick_ms": 10,
+            "paxos_operators": [ALICE],
+            "paxos_readers": [BOB],
+            "paxos_consensus": {"phase1_quorum": null, "phase2_quorum": null, "timing": {"heartbeat": 5}}
+        }
+    }})
+}
+
+fn host<'a>(v: &'a mut Value, name: &str) -> &'a mut Value {
+    &mut v["all"]["hosts"][name]
+}
+
+fn vars(v: &mut Value) -> &mut Value {
+    &mut v["all"]["vars"]
 }
 
 fn load(v: &Value) -> Result<Inventory, ClusterError> {
@@ -70,7 +80,7 @@ fn accessors_give_peers_keys_and_consensus_config() {
 
 #[test]
 fn ipv6_hosts_get_brackets_in_their_address() {
-    let inv = load(&edit(|v| v["nodes"][0]["host"] = json!("::1"))).unwrap();
+    let inv = load(&edit(|v| host(v, "node1")["ansible_host"] = json!("::1"))).unwrap();
     assert_eq!(inv.nodes[0].address(), "[::1]:7101");
 }
 
@@ -80,63 +90,57 @@ fn broken_inventories_each_give_their_specific_error() {
     let table: Vec<(&str, Value, Check, &str)> = vec![
         (
             "duplicate id",
-            edit(|v| v["nodes"][1]["id"] = json!(1)),
+            edit(|v| host(v, "node2")["paxos_id"] = json!(1)),
             |e| matches!(e, ClusterError::DuplicateId { id: 1, .. }),
-            "node id 1 appears more than once",
-        ),
-        (
-            "duplicate name",
-            edit(|v| v["nodes"][1]["name"] = json!("node1")),
-            |e| matches!(e, ClusterError::DuplicateName { name, .. } if name == "node1"),
-            "\"node1\" appears more than once",
+            "hosts \"node1\" and \"node2\" both have paxos_id 1",
         ),
         (
             "duplicate address",
-            edit(|v| v["nodes"][2]["port"] = json!(7101)),
+            edit(|v| host(v, "node3")["paxos_port"] = json!(7101)),
             |e| matches!(e, ClusterError::DuplicateAddress { first, second, .. } if first == "node1" && second == "node3"),
             "both listen on 127.0.0.1:7101",
         ),
         (
             "unknown role",
-            edit(|v| v["nodes"][2]["roles"] = json!(["acceptor", "leader"])),
+            edit(|v| host(v, "node3")["paxos_roles"] = json!(["acceptor", "leader"])),
             |e| matches!(e, ClusterError::UnknownRole { node, role, .. } if node == "node3" && role == "leader"),
-            "node \"node3\": unknown role \"leader\"",
+            "host \"node3\" paxos_roles: unknown role \"leader\"",
         ),
         (
             "unparsable host key",
-            edit(|v| v["nodes"][1]["host_key"] = json!("ssh-ed25519 AAAAnot-base64 node2")),
+            edit(|v| host(v, "node2")["paxos_host_key"] = json!("ssh-ed25519 AAAAnot-base64 node2")),
             |e| matches!(e, ClusterError::BadHostKey { node, .. } if node == "node2"),
-            "node \"node2\": unusable host_key",
+            "host \"node2\" paxos_host_key: unusable key",
         ),
         (
             "host key that is not ed25519",
-            edit(|v| v["nodes"][0]["host_key"] = json!(ECDSA)),
+            edit(|v| host(v, "node1")["paxos_host_key"] = json!(ECDSA)),
             |e| matches!(e, ClusterError::BadHostKey { node, .. } if node == "node1"),
             "give its ssh-ed25519 key",
         ),
         (
             "two nodes with one host key",
-            edit(|v| v["nodes"][1]["host_key"] = json!(KEY_A.replace("node1", "copy"))),
+            edit(|v| host(v, "node2")["paxos_host_key"] = json!(KEY_A.replace("node1", "copy"))),
             |e| matches!(e, ClusterError::DuplicateKey { .. }),
             "(host key of node1 and host key of node2)",
         ),
         (
             "a key both operator and reader",
-            edit(|v| v["readers"] = json!([BOB, ALICE])),
+            edit(|v| vars(v)["paxos_readers"] = json!([BOB, ALICE])),
             |e| matches!(e, ClusterError::DuplicateKey { first, second, .. } if first == "operators[0]" && second == "readers[1]"),
             "each key gets exactly one role",
         ),
         (
             "unparsable operator key",
-            edit(|v| v["operators"] = json!(["alice's key"])),
+            edit(|v| vars(v)["paxos_operators"] = json!(["alice's key"])),
             |e| matches!(e, ClusterError::BadUserKey { list: "operators", index: 0, .. }),
-            "operators[0]: unusable public key",
+            "all.vars paxos_operators[0]: unusable public key",
         ),
         (
             "flexible quorums that do not intersect",
             edit(|v| {
-                v["consensus"]["phase1_quorum"] = json!(1);
-                v["consensus"]["phase2_quorum"] = json!(2);
+                vars(v)["paxos_consensus"]["phase1_quorum"] = json!(1);
+                vars(v)["paxos_consensus"]["phase2_quorum"] = json!(2);
             }),
             |e| {
                 matches!(
@@ -149,8 +153,8 @@ fn broken_inventories_each_give_their_specific_error() {
         (
             "no proposer",
             edit(|v| {
-                for n in v["nodes"].as_array_mut().unwrap() {
-                    n["roles"] = json!(["acceptor"]);
+                for n in v["all"]["hosts"].as_object_mut().unwrap().values_mut() {
+                    n["paxos_roles"] = json!(["acceptor"]);
                 }
             }),
             |e| matches!(e, ClusterError::Consensus { source: ConfigError::NoProposers, .. }),
@@ -158,35 +162,45 @@ fn broken_inventories_each_give_their_specific_error() {
         ),
         (
             "bad timing",
-            edit(|v| v["consensus"]["timing"] = json!({"election_min": 300, "election_max": 200})),
+            edit(|v| vars(v)["paxos_consensus"]["timing"] = json!({"election_min": 300, "election_max": 200})),
             |e| matches!(e, ClusterError::Consensus { source: ConfigError::Timing(_), .. }),
             "split votes",
         ),
-        ("no nodes", edit(|v| v["nodes"] = json!([])), |e| matches!(e, ClusterError::NoNodes { .. }), "lists no nodes"),
+        (
+            "no hosts",
+            edit(|v| v["all"]["hosts"] = json!({})),
+            |e| matches!(e, ClusterError::NoNodes { .. }),
+            "lists no hosts",
+        ),
         (
             "node id 0",
-            edit(|v| v["nodes"][0]["id"] = json!(0)),
+            edit(|v| host(v, "node1")["paxos_id"] = json!(0)),
             |e| matches!(e, ClusterError::Invalid { .. }),
             "id 0 is reserved",
         ),
         (
             "port 0",
-            edit(|v| v["nodes"][0]["port"] = json!(0)),
+            edit(|v| host(v, "node1")["paxos_port"] = json!(0)),
             |e| matches!(e, ClusterError::Invalid { .. }),
             "port 0 cannot be dialed",
         ),
-        ("tick 0", edit(|v| v["tick_ms"] = json!(0)), |e| matches!(e, ClusterError::Invalid { .. }), "tick_ms"),
+        (
+            "tick 0",
+            edit(|v| vars(v)["paxos_tick_ms"] = json!(0)),
+            |e| matches!(e, ClusterError::Invalid { .. }),
+            "all.vars paxos_tick_ms",
+        ),
         (
             "misspelt field",
-            edit(|v| v["consensus"]["phase1_quorom"] = json!(2)),
-            |e| matches!(e, ClusterError::Json { .. }),
-            "unknown field `phase1_quorom`",
+            edit(|v| vars(v)["paxos_consensus"]["phase1_quorom"] = json!(2)),
+            |e| matches!(e, ClusterError::Invalid { .. }),
+            "all.vars paxos_consensus: unknown field `phase1_quorom`",
         ),
         (
             "port out of range",
-            edit(|v| v["nodes"][0]["port"] = json!(70000)),
-            |e| matches!(e, ClusterError::Json { .. }),
-            "hosts/test.json:1:",
+            edit(|v| host(v, "node1")["paxos_port"] = json!(70000)),
+            |e| matches!(e, ClusterError::Invalid { .. }),
+            "host \"node1\" paxos_port: invalid value: integer `70000`",
         ),
     ];
     for (what, inventory, check, message) in table {
@@ -200,10 +214,10 @@ fn broken_inventories_each_give_their_specific_error() {
 
 #[test]
 fn malformed_json_reports_line_and_column() {
-    let text = "{\n  \"cluster\": \"lab\",\n  \"nodes\": [,]\n}";
+    let text = "{\n  \"all\": {\"hosts\": \n  [,]}\n}";
     let err = Inventory::from_json(text, "hosts/lab.json").unwrap_err();
-    assert!(matches!(err, ClusterError::Json { line: 3, column: 13, .. }), "{err:?}");
-    assert!(err.to_string().starts_with("hosts/lab.json:3:13: malformed JSON"), "{err}");
+    assert!(matches!(err, ClusterError::Json { line: 3, column: 4, .. }), "{err:?}");
+    assert!(err.to_string().starts_with("hosts/lab.json:3:4: malformed JSON"), "{err}");
 }
 
 #[test]
@@ -215,10 +229,10 @@ fn an_unreadable_file_is_named() {
 
 #[test]
 fn provisioning_inventories_may_lack_host_keys_but_serving_needs_them() {
-    let inv = load(&edit(|v| v["nodes"][2].as_object_mut().unwrap().retain(|k, _| k != "host_key"))).unwrap();
+    let inv = load(&edit(|v| host(v, "node3").as_object_mut().unwrap().retain(|k, _| k != "paxos_host_key"))).unwrap();
     let err = inv.require_host_keys().unwrap_err();
     assert!(matches!(&err, ClusterError::MissingHostKey { node, .. } if node == "node3"), "{err:?}");
-    assert!(err.to_string().contains("node \"node3\" has no host_key"));
+    assert!(err.to_string().contains("host \"node3\" has no paxos_host_key"));
     let node = NodeConfig::from_json(r#"{"id": 1}"#, Path::new("/etc/paxos/node.json"), Some(&defaults())).unwrap();
     assert!(matches!(Cluster::from_parts(node, inv), Err(ClusterError::MissingHostKey { .. })));
 }
@@ -226,8 +240,9 @@ fn provisioning_inventories_may_lack_host_keys_but_serving_needs_them() {
 #[test]
 fn the_example_inventory_is_valid_for_provisioning() {
     let inv = Inventory::load(concat!(env!("CARGO_MANIFEST_DIR"), "/hosts/example.json")).unwrap();
-    assert_eq!(inv.nodes.len(), 3);
+    assert_eq!(inv.nodes.len(), 4);
     assert_eq!(inv.nodes[2].address(), "10.0.0.13:7100");
+    assert_eq!(inv.nodes[3].roles, ["learner"]);
 }
 
 fn defaults() -> DefaultPaths {
@@ -316,4 +331,14 @@ fn cluster_load_reads_both_files() {
     let cluster = cluster.unwrap();
     assert_eq!(cluster.me().name, "node3");
     assert_eq!(cluster.node.data_dir, dir.join("d"));
+}
+
+#[test]
+fn the_lab_inventory_is_valid_for_provisioning() {
+    let inv = Inventory::load(concat!(env!("CARGO_MANIFEST_DIR"), "/hosts/lab.json")).unwrap();
+    assert_eq!(inv.cluster, "lab");
+    assert_eq!(
+        inv.nodes.iter().map(|n| n.address()).collect::<Vec<_>>(),
+        ["172.30.99.11:7100", "172.30.99.12:7100", "172.30.99.13:7100"]
+    );
 }

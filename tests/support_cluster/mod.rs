@@ -200,7 +200,7 @@ impl Cluster {
             let public = keys::generate_ed25519(&path, name).expect("generate key");
             (path, public)
         };
-        let mut entries = Vec::new();
+        let mut entries = serde_json::Map::new();
         let mut known_hosts = String::new();
         let mut nodes = Vec::new();
         let inventory = dir.path().join("cluster.json");
@@ -209,10 +209,11 @@ impl Cluster {
             let port = free_port();
             known_hosts.push_str(&keys::known_hosts_line("127.0.0.1", port, &public));
             known_hosts.push('\n');
-            entries.push(json!({
-                "id": id, "name": format!("node{id}"), "host": "127.0.0.1", "port": port,
-                "host_key": keys::public_line(&public),
-            }));
+            entries.insert(
+                format!("node{id}"),
+                json!({"ansible_host": "127.0.0.1", "paxos_id": id, "paxos_port": port,
+                       "paxos_host_key": keys::public_line(&public)}),
+            );
             let data_dir = dir.path().join(format!("node{id}"));
             let config = dir.path().join(format!("node{id}.json"));
             let node_config = json!({
@@ -225,10 +226,11 @@ impl Cluster {
         }
         let (operator, operator_public) = key("operator");
         let (reader, reader_public) = key("reader");
-        let doc = json!({
-            "cluster": "itest", "tick_ms": 10, "nodes": entries,
-            "operators": [keys::public_line(&operator_public)], "readers": [keys::public_line(&reader_public)],
-        });
+        let doc = json!({"all": {"hosts": entries, "vars": {
+            "paxos_cluster": "itest", "paxos_tick_ms": 10,
+            "paxos_operators": [keys::public_line(&operator_public)],
+            "paxos_readers": [keys::public_line(&reader_public)],
+        }}});
         fs::write(&inventory, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
         let known = dir.path().join("known_hosts");
         fs::write(&known, known_hosts).unwrap();

@@ -1,0 +1,208 @@
+# Scenarios 3-6 of the lab: failover, partition, rolling restart and
+# upgrade, learners. Sourced by tests/lab/run after the rollout.
+# shellcheck shell=bash
+
+# A node's status as it answers on its own loopback (works while the host is
+# cut off from the network): an operator key and a one-node inventory are
+# copied into the container for this.
+self_status() {
+    local name=$1 id=${1#node}
+    if ! docker exec "paxos-lab-$name" test -e /root/self.json; then
+        docker cp "$WORK/keys/operator" "paxos-lab-$name:/root/operator" >/dev/null
+        python3 - "$WORK/lab.json" "$name" >"$WORK/self-$name.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+h = dict(doc["all"]["hosts"][sys.argv[2]])
+h["ansible_host"] = "127.0.0.1"
+v = {k: doc["all"]["vars"][k] for k in ("paxos_cluster", "paxos_port")}
+print(json.dumps({"all": {"hosts": {sys.argv[2]: h}, "vars": v}}))
+PY
+        docker cp "$WORK/self-$name.json" "paxos-lab-$name:/root/self.json" >/dev/null
+    fi
+    docker exec "paxos-lab-$name" timeout 10 paxos --cluster /root/self.json -i /root/operator status --json
+}
+
+field_of_self() { self_status "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["status"][sys.argv[1]])' "$2"; }
+
+# === 3. failover ==============================================================
+failover_once() { # failover_once HOW: "stop" (docker stop) or "kill" (systemctl kill -s KILL)
+    local how=$1 leader cut writes t0 gap elected back
+    leader=$(leader_id)
+    [[ -n $leader ]] || fail "no leader before the failover"
+    start_writer "$WORK/writes-$how.log"
+    wait_until 30 "the writer's first acknowledged write" write_acked_after "$WORK/writes-$how.log" 0
+    sleep 1 # let the writer run a while before the fault
+    t0=$(now_ms)
+    if [[ $how == stop ]]; then
+        docker stop -t 10 "paxos-lab-node$leader" >/dev/null
+    else
+        docker exec "paxos-lab-node$leader" systemctl kill -s KILL paxos.service
+    fi
+    wait_until 60 "a new leader after losing node$leader" has_leader_other_than "$leader"
+    elected=$(($(now_ms) - t0))
+    wait_until 60 "a write acknowledged after the failover" write_acked_after "$WORK/writes-$how.log" "$t0"
+    gap=$(longest_gap "$WORK/writes-$how.log" $((t0 - 5000)))
+    if [[ $how == stop ]]; then
+        docker start "paxos-lab-node$leader" >/dev/null
+        wait_until 60 "node$leader to boot again" host_running "node$leader"
+    fi
+    t0=$(now_ms)
+    wait_until 90 "node$leader to rejoin and catch up" node_caught_up "$leader"
+    back=$(($(now_ms) - t0))
+    stop_writer
+    writes=$(check_acked "$WORK/writes-$how.log" "node$leader")
+    record "3. failover by $how of leader node$leader: the CLI saw new leader $(leader_id) ${elected} ms after the fault began; longest write pause ${gap} ms; node$leader caught up ${back} ms after it was back; all $writes acknowledged writes read back (through node$leader)"
+}
+
+scenario_failover() {
+    say "== 3. failover"
+    failover_once stop
+    failover_once kill
+}
+
+# === 4. partition =============================================================
+scenario_partition() {
+    say "== 4. partition: the leader is cut off"
+    local leader commit_cut commit_later ballot_before ballot_after t0 elected gap out back
+    leader=$(leader_id)
+    start_writer "$WORK/writes-partition.log"
+    wait_until 30 "the writer's first acknowledged write" write_acked_after "$WORK/writes-partition.log" 0
+    self_status "node$leader" >/dev/null
+    t0=$(now_ms)
+    docker network disconnect "$LAB_NET" "paxos-lab-node$leader"
+    commit_cut=$(field_of_self "node$leader" commit_index)
+    wait_until 60 "the majority to elect a leader without node$leader" has_leader_other_than "$leader"
+    elected=$(($(now_ms) - t0))
+    wait_until 60 "a write acknowledged by the majority" write_acked_after "$WORK/writes-partition.log" "$(now_ms)"
+    # The cut-off node is asked to commit: it must not.
+    local cut_rc=0
+    out=$(docker exec "paxos-lab-node$leader" timeout 25 paxos --cluster /root/self.json -i /root/operator put cut-off-write lost 2>&1) \
+        || cut_rc=$?
+    ((cut_rc != 0)) && ! grep -q '^cut-off-write set' <<<"$out" || fail "the cut-off node acknowledged a write: $out"
+    local cut_answer
+    cut_answer=$(tr '\n' ' ' <<<"$out" | cut -c1-160)
+    commit_later=$(field_of_self "node$leader" commit_index)
+    [[ $commit_later -le $((commit_cut + 1)) ]] || fail "the cut-off node's commit index moved from $commit_cut to $commit_later"
+    ballot_before=$(status_json | python3 -c 'import json,sys; r=[x for x in json.load(sys.stdin) if x["up"] and x["status"]["role"]=="leader"]; print(r[0]["status"]["id"], r[0]["status"]["ballot"])')
+    docker network connect --ip "$(ip_of "node$leader")" "$LAB_NET" "paxos-lab-node$leader"
+    t0=$(now_ms)
+    wait_until 60 "node$leader to catch up after the partition heals" node_caught_up "$leader"
+    back=$(($(now_ms) - t0))
+    ballot_after=$(status_json | python3 -c 'import json,sys; r=[x for x in json.load(sys.stdin) if x["up"] and x["status"]["role"]=="leader"]; print(r[0]["status"]["id"], r[0]["status"]["ballot"])')
+    [[ $ballot_before == "$ballot_after" ]] || fail "the healed node deposed the leader: $ballot_before -> $ballot_after"
+    stop_writer
+    gap=$(longest_gap "$WORK/writes-partition.log")
+    # The cut-off node's answer decides what may happen to that write later:
+    # "outcome unknown" allows it to commit after healing; a definite
+    # refusal does not (a command reported as failed must never commit).
+    local later
+    later=$(paxos_cli get cut-off-write 2>&1 || true)
+    if [[ $later == lost ]]; then
+        if ((cut_rc == 1)) && grep -qi 'not applied' <<<"$cut_answer"; then
+            fail "the write the cut-off node refused (exit $cut_rc: $cut_answer) was applied after healing"
+        fi
+        # Exit 4 (unavailable: retry) or a killed client does not claim the
+        # command was dropped; the CLI gave it a request id, so a retry is safe.
+        later="applied after healing; its answer had been exit $cut_rc: $cut_answer"
+    else
+        later="never applied (exit $cut_rc: $cut_answer)"
+    fi
+    local writes
+    writes=$(check_acked "$WORK/writes-partition.log" "node$leader")
+    record "4. partition of leader node$leader: majority leader after ${elected} ms; longest write pause ${gap} ms; the cut-off node committed nothing (commit index $commit_cut -> $commit_later; the write sent to it: $later); healed, it caught up in ${back} ms and left leader/ballot '$ballot_after' alone; all $writes acknowledged writes read back"
+}
+
+# === 5. rolling restart and upgrade ==========================================
+rolling() { # rolling LABEL EXTRA-ANSIBLE-ARGS...
+    local label=$1 t
+    shift
+    start_writer "$WORK/writes-$label.log"
+    wait_until 30 "the writer's first acknowledged write" write_acked_after "$WORK/writes-$label.log" 0
+    t=$SECONDS
+    playbook "$WORK/$label.log" -i "$WORK/lab.json" "$ROOT/ansible/rolling.yml" "$@" \
+        || { stop_writer; tail -40 "$WORK/$label.log"; fail "the rolling $label failed"; }
+    local took=$((SECONDS - t))
+    stop_writer
+    local writes gap
+    writes=$(check_acked "$WORK/writes-$label.log" node1)
+    # Per node: the longest pause between acknowledged writes around the
+    # moment systemd stopped its paxos (from the node's journal, µs clock).
+    local pauses="" h stopped
+    for h in node1 node2 node3; do
+        stopped=$(docker exec "paxos-lab-$h" journalctl -u paxos -o short-unix --no-pager | grep 'Stopping paxos' | tail -1 | cut -d' ' -f1)
+        [[ -n $stopped ]] || fail "$h's journal shows no restart during the rolling $label"
+        stopped=$(python3 -c 'import sys; print(int(float(sys.argv[1]) * 1000))' "$stopped")
+        pauses+="$h $(awk -v t="$stopped" '$2 == "ok" { if (prev && $1 >= t - 1000 && prev <= t + 15000) { g = $1 - prev; if (g > max) max = g } prev = $1 } END { print max + 0 }' "$WORK/writes-$label.log") ms, "
+    done
+    record "5. rolling $label (serial: 1) took ${took} s with a writer running: longest write pause per node ${pauses}all $writes acknowledged writes read back"
+}
+
+scenario_rolling() {
+    say "== 5. rolling restart, then rolling upgrade"
+    rolling restart
+    # The upgrade: a rebuilt binary whose checksum differs (a build stamp in
+    # an ELF note), so the playbook really replaces it on every node.
+    cp "$PAXOS" "$WORK/paxos-new"
+    date -u +%FT%TZ >"$WORK/stamp"
+    objcopy --add-section .note.paxos-lab-build="$WORK/stamp" "$WORK/paxos-new"
+    cmp -s "$PAXOS" "$WORK/paxos-new" && fail "the rebuilt binary is identical"
+    rolling upgrade -e "paxos_binary_src=$WORK/paxos-new"
+    local sum
+    sum=$(sha256sum <"$WORK/paxos-new" | cut -c1-12)
+    for h in node1 node2 node3; do
+        [[ $(docker exec "paxos-lab-$h" sha256sum /usr/local/bin/paxos | cut -c1-12) == "$sum" ]] || fail "$h does not run the new binary"
+    done
+    record "5. every node now runs the upgraded binary (sha256 $sum...)"
+}
+
+# === 6. five hosts, two learners =============================================
+scenario_learners() {
+    say "== 6. five hosts, two of them pure learners"
+    teardown_hosts
+    python3 - "$ROOT/hosts/lab.json" "$WORK/lab5.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+for n in (4, 5):
+    doc["all"]["hosts"][f"node{n}"] = {"ansible_host": f"172.30.99.{10 + n}", "paxos_id": n, "paxos_roles": ["learner"]}
+json.dump(doc, open(sys.argv[2], "w"), indent=2)
+PY
+    write_inventory "$WORK/lab5.json" "$WORK/lab.json"
+    boot_hosts node1 node2 node3 node4 node5
+    local t=$SECONDS
+    playbook "$WORK/site5.log" -i "$WORK/lab.json" "$ROOT/ansible/site.yml" \
+        || { tail -40 "$WORK/site5.log"; fail "the 5-host rollout failed"; }
+    record "6. 5-host rollout: $((SECONDS - t)) s"
+    "$PAXOS" --cluster "$WORK/lab.json" -i "$WORK/keys/operator" ssh-config -o "$WORK/ssh_config" 2>/dev/null
+    wait_until 60 "a leader among the 5 hosts" has_leader
+    start_writer "$WORK/writes-learners.log"
+    wait_until 30 "acknowledged writes" write_acked_after "$WORK/writes-learners.log" 0
+    sleep 3
+    stop_writer
+    local rows
+    wait_until 60 "every node, learners too, to apply everything" bash -c "
+        \"$PAXOS\" --cluster \"$WORK/lab.json\" -i \"$WORK/keys/operator\" status --json | python3 -c '
+import json, sys
+rows = json.load(sys.stdin)
+c = max(r[\"status\"][\"commit_index\"] for r in rows if r[\"up\"])
+sys.exit(0 if len(rows) == 5 and all(r[\"up\"] and r[\"status\"][\"applied_index\"] == c for r in rows) else 1)'"
+    rows=$(status_json)
+    python3 - <<PY || fail "a learner voted or leads: $rows"
+import json
+rows = {r["id"]: r["status"] for r in json.loads('''$rows''')}
+for n in (4, 5):
+    s = rows[n]
+    assert s["roles"] == ["learner"], s
+    assert s["role"] != "leader", s
+    assert s["promised"]["round"] == 0, s
+PY
+    local writes
+    writes=$(check_acked "$WORK/writes-learners.log" node4)
+    record "6. learners node4, node5 applied every slot (same applied index as the voters), never promised a ballot, never led; $writes acknowledged writes read back through node4"
+}
+
+teardown_hosts() {
+    local ids
+    ids=$(docker ps -aq --filter "label=$LAB_LABEL")
+    [[ -n $ids ]] && docker rm -f $ids >/dev/null 2>&1
+    : >"$WORK/ssh_known_hosts"
+}
