@@ -240,7 +240,7 @@ impl Cluster {
     /// Sets the inventory's consensus settings (before the nodes start).
     pub fn set_consensus(&self, consensus: Value) {
         let mut doc: Value = serde_json::from_str(&fs::read_to_string(&self.inventory).unwrap()).unwrap();
-        doc["consensus"] = consensus;
+        doc["all"]["vars"]["paxos_consensus"] = consensus;
         fs::write(&self.inventory, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
     }
 
