@@ -20,8 +20,10 @@ use std::sync::OnceLock;
 pub const FIX_CHECKSUMS: u8 = 1;
 
 /// An empty data directory, the same path on every call of one process
-/// (each fuzzing process has its own). `run.sh` points TMPDIR at tmpfs so
-/// the fsyncs of the storage code cost little.
+/// (each fuzzing process has its own). `run.sh` points TMPDIR at a tmpfs
+/// directory of its own, so the fsyncs of the storage code cost little, and
+/// removes it afterwards: libFuzzer exits without running destructors, so a
+/// bare `cargo fuzz run` leaves one small `paxos-fuzz-*` directory behind.
 pub fn fresh_data_dir() -> PathBuf {
     static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
     let root = ROOT.get_or_init(|| {
