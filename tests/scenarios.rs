@@ -918,3 +918,25 @@ fn a_snapshot_of_values_full_of_quotes_and_multibyte_characters_arrives_whole_in
     assert_eq!(cluster.replica(behind).store(), cluster.replica(leader).store());
     assert_eq!(cluster.replica(behind).store().get("k7").map(String::as_str), Some("\"\\é😀7\u{1}"));
 }
+
+#[test]
+fn a_slot_or_index_at_the_top_of_the_range_is_refused() {
+    use paxos::consensus::messages::{Decided, InstallSnapshot};
+    use paxos::consensus::provenance::MAX_SLOT;
+    let (mut cluster, _leader, sender, victim, _ballot) = settled_three(11);
+    let before = cluster.status(victim);
+    cluster.deliver(Envelope {
+        from: sender,
+        to: victim,
+        msg: Message::InstallSnapshot(InstallSnapshot { through: u64::MAX, offset: 0, total: 2, chunk: "{}".into() }),
+    });
+    cluster.deliver(Envelope {
+        from: sender,
+        to: victim,
+        msg: Message::Decided(Decided { first_slot: MAX_SLOT, entries: vec![Entry::Noop], commit_index: 0 }),
+    });
+    assert_eq!(cluster.refused().len(), 2, "{:?}", cluster.refused());
+    assert!(cluster.refused()[0].reason.contains("above the limit"));
+    let after = cluster.status(victim);
+    assert_eq!((after.commit_index, after.applied_index), (before.commit_index, before.applied_index));
+}

@@ -126,6 +126,11 @@ pub struct Tuning {
     pub snapshot_chunk_bytes: usize,
 }
 
+/// Timing settings above this many ticks are refused.
+pub const MAX_TIMING_TICKS: u64 = 360_000;
+/// Count settings above this are refused (they would only exhaust memory).
+pub const MAX_TUNING_COUNT: u64 = 1 << 32;
+
 /// The largest peer message the budgets above allow, with their defaults,
 /// stays well under this; `crate::ssh::frame` uses it as the frame limit.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -216,10 +221,20 @@ impl Config {
         }
         let quorums = Quorums::resolve(self.acceptors().count(), self.phase1_quorum, self.phase2_quorum)?;
         let t = &self.timing;
-        if t.heartbeat == 0 || t.retransmit == 0 || t.client_retry == 0 || t.backoff_base == 0 {
-            return Err(ConfigError::Timing(
-                "heartbeat, retransmit, client_retry and backoff_base must be at least 1 tick".into(),
-            ));
+        // Ticks are added to the clock everywhere; absurd values would overflow.
+        let timings = [
+            ("heartbeat", t.heartbeat),
+            ("election_min", t.election_min),
+            ("election_max", t.election_max),
+            ("backoff_base", t.backoff_base),
+            ("backoff_cap", t.backoff_cap),
+            ("retransmit", t.retransmit),
+            ("client_retry", t.client_retry),
+        ];
+        if let Some((name, value)) = timings.iter().find(|(_, v)| *v == 0 || *v > MAX_TIMING_TICKS) {
+            return Err(ConfigError::Timing(format!(
+                "{name} is {value} ticks; it must be between 1 and {MAX_TIMING_TICKS} (an hour of 10 ms ticks)"
+            )));
         }
         if t.election_min <= 2 * t.heartbeat {
             return Err(ConfigError::Timing(format!(
@@ -238,6 +253,17 @@ impl Config {
             return Err(ConfigError::Timing("backoff_cap must be at least backoff_base".into()));
         }
         let u = &self.tuning;
+        let counts = [
+            ("max_batch", u.max_batch as u64),
+            ("pipeline_depth", u.pipeline_depth as u64),
+            ("catch_up_batch", u.catch_up_batch as u64),
+            ("max_sessions", u.max_sessions as u64),
+            ("snapshot_interval", u.snapshot_interval),
+            ("log_retain", u.log_retain),
+        ];
+        if let Some((name, value)) = counts.iter().find(|(_, v)| *v > MAX_TUNING_COUNT) {
+            return Err(ConfigError::Tuning(format!("{name} is {value}; it must be at most {MAX_TUNING_COUNT}")));
+        }
         if u.max_batch == 0 || u.pipeline_depth == 0 || u.catch_up_batch == 0 || u.snapshot_interval == 0 {
             return Err(ConfigError::Tuning(
                 "max_batch, pipeline_depth, catch_up_batch and snapshot_interval must be at least 1".into(),
@@ -298,6 +324,18 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("split votes"));
         let learners: BTreeMap<_, _> = (1..=3).map(|id| (id, Roles::LEARNER)).collect();
         assert_eq!(Config::new(1, learners).validate(), Err(ConfigError::NoProposers));
+    }
+
+    #[test]
+    fn absurd_timings_and_counts_are_refused_not_overflowed() {
+        let mut c = Config::new(1, three());
+        c.timing.heartbeat = 1 << 63;
+        assert!(c.validate().unwrap_err().to_string().contains("heartbeat is 9223372036854775808 ticks"));
+        c.timing = Timing { retransmit: 0, ..Timing::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("retransmit is 0 ticks"));
+        c.timing = Timing::default();
+        c.tuning.snapshot_interval = u64::MAX;
+        assert!(c.validate().unwrap_err().to_string().contains("snapshot_interval"));
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl Replica {
 
     fn maybe_snapshot(&mut self) {
         let tuning = &self.cfg.tuning;
-        if self.applied < self.snapshot_through + tuning.snapshot_interval {
+        if self.applied < self.snapshot_through.saturating_add(tuning.snapshot_interval) {
             return;
         }
         self.snapshot_through = self.applied;

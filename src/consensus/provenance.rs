@@ -16,6 +16,10 @@ use super::messages::Message;
 /// `round + 1` never overflows and JSON readers that use doubles keep it exact.
 pub const MAX_ROUND: u64 = (1 << 53) - 1;
 
+/// The highest slot (or slot count) a message may name, for the same
+/// reasons: 2^53 slots is far beyond any log, and `slot + n` stays exact.
+pub const MAX_SLOT: u64 = (1 << 53) - 1;
+
 /// A message dropped because its sender could not have sent it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refused {
@@ -31,6 +35,9 @@ impl Replica {
             if ballot.round > MAX_ROUND {
                 return Err(format!("ballot {ballot} has a round above the limit {MAX_ROUND}"));
             }
+        }
+        if let Some(slot) = slots(msg).into_iter().find(|s| *s > MAX_SLOT) {
+            return Err(format!("slot {slot} is above the limit {MAX_SLOT}"));
         }
         let none = super::config::Roles { proposer: false, acceptor: false, learner: false };
         let roles = self.cfg.members.get(&from).copied().unwrap_or(none);
@@ -87,5 +94,30 @@ fn ballots(msg: &Message) -> Vec<Ballot> {
         | Message::Forward(_)
         | Message::ReadIndex(_)
         | Message::ReadIndexReply(_) => Vec::new(),
+    }
+}
+
+/// Every slot, index or byte offset a message carries.
+fn slots(msg: &Message) -> Vec<u64> {
+    match msg {
+        Message::ProbeReply(m) => vec![m.commit_index],
+        Message::Prepare(m) => vec![m.first_slot],
+        Message::Promise(m) => std::iter::once(m.commit_index)
+            .chain(m.votes.iter().map(|v| v.slot))
+            .chain(m.decided.iter().map(|(s, _)| *s))
+            .collect(),
+        Message::Accept(m) => vec![m.slot, m.commit_index],
+        Message::Accepted(m) => vec![m.slot],
+        Message::Heartbeat(m) => vec![m.commit_index],
+        Message::HeartbeatReply(m) => vec![m.commit_index],
+        Message::CatchUp(m) => {
+            std::iter::once(m.from_slot).chain(m.snapshot.iter().flat_map(|c| [c.through, c.offset])).collect()
+        }
+        Message::Decided(m) => vec![m.first_slot.saturating_add(m.entries.len() as u64), m.commit_index],
+        Message::InstallSnapshot(m) => vec![m.through, m.offset, m.total],
+        Message::ReadIndexReply(m) => vec![m.index],
+        Message::Probe(_) | Message::Nack(_) | Message::TimeoutNow(_) | Message::Forward(_) | Message::ReadIndex(_) => {
+            Vec::new()
+        }
     }
 }
