@@ -326,3 +326,37 @@ fn stored_terminal_escapes_are_shown_escaped_and_json_keeps_them_exact() {
     let out = cluster.paxos_on(1, &["get", "esc", "--json"]);
     assert_eq!(out.json()["value"], hostile, "{}", out.show());
 }
+
+#[test]
+fn a_read_cut_off_by_its_node_dying_is_not_carried_to_the_next_node() {
+    let mut cluster = Cluster::start(3);
+    cluster.put("cut-off-read", "value");
+    // Node 1 is where the CLI sends the read first. Alone, it cannot
+    // confirm a linearizable read, so the read waits there.
+    cluster.kill(2);
+    cluster.kill(3);
+    let get = {
+        let mut get = Command::new(PAXOS);
+        get.arg("--cluster").arg(&cluster.inventory).arg("-i").arg(&cluster.operator);
+        get.args(["get", "cut-off-read"]);
+        std::thread::spawn(move || run(get))
+    };
+    let asked = "runs \"paxos get cut-off-read\"";
+    eventually("node 1 to be working on the read", || cluster.log(1).contains(asked).then_some(()), || cluster.logs());
+    // Node 1 freezes, the others come back, then node 1 dies under the read.
+    cluster.signal(1, libc::SIGSTOP);
+    cluster.restart(2);
+    cluster.restart(3);
+    cluster.kill(1);
+
+    let out = get.join().expect("get thread");
+    assert_eq!(out.code, Some(4), "{}\n{}", out.show(), cluster.logs());
+    assert!(out.stderr.contains("node 1 closed the connection before answering"), "{}", out.show());
+    assert!(out.stderr.contains("a read is not carried to another node"), "{}", out.show());
+    for node in [2, 3] {
+        assert!(!cluster.log(node).contains(asked), "node {node} was asked too\n{}", cluster.logs());
+    }
+    // Run again by the operator, it is answered.
+    cluster.wait_for_leader();
+    assert_eq!(cluster.get("cut-off-read").as_deref(), Some("value"));
+}
