@@ -51,7 +51,33 @@ pub enum Entry {
     Batch { commands: Vec<Command> },
 }
 
+impl Command {
+    /// Bytes of this command as JSON, the form every peer message and
+    /// record carries it in (escapes included); what byte budgets count.
+    pub fn wire_len(&self) -> usize {
+        struct Counter(usize);
+        impl std::io::Write for Counter {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut counter = Counter(0);
+        // Serializing plain strings and integers cannot fail.
+        let _ = serde_json::to_writer(&mut counter, self);
+        counter.0
+    }
+}
+
 impl Entry {
+    /// Bytes of the entry's commands as JSON (see `Command::wire_len`).
+    pub fn wire_len(&self) -> usize {
+        self.commands().iter().map(Command::wire_len).sum()
+    }
+
     pub fn commands(&self) -> &[Command] {
         match self {
             Entry::Noop => &[],
@@ -102,15 +128,82 @@ pub struct Applied {
 
 /// The store. Everything is ordered (BTreeMap) so that two replicas that
 /// applied the same log serialize to the same bytes.
+///
+/// The sessions go on the wire as a list of `[client, session]` pairs, not
+/// as a JSON object: an object's keys are strings, and serde cannot turn
+/// them back into integers once the store sits inside an internally tagged
+/// enum (the `InstallSnapshot` message), which made every snapshot sent to a
+/// peer undecodable. Reading still accepts the object form, which snapshot
+/// files written before the change hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoreImage")]
 pub struct KvStore {
     data: BTreeMap<String, String>,
+    #[serde(serialize_with = "sessions_as_pairs")]
     sessions: BTreeMap<ClientId, Session>,
     /// (last_slot, client) for evicting the least recently active session.
     #[serde(skip)]
     by_recency: BTreeSet<(Slot, ClientId)>,
     max_sessions: usize,
     proposals: u64,
+}
+
+/// What a serialized store holds; deserializing goes through it so that the
+/// recency index is always rebuilt.
+#[derive(Deserialize)]
+struct StoreImage {
+    #[serde(default)]
+    data: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "sessions_from_pairs_or_map")]
+    sessions: BTreeMap<ClientId, Session>,
+    #[serde(default)]
+    max_sessions: usize,
+    #[serde(default)]
+    proposals: u64,
+}
+
+impl From<StoreImage> for KvStore {
+    fn from(image: StoreImage) -> Self {
+        let mut store = KvStore {
+            data: image.data,
+            sessions: image.sessions,
+            by_recency: BTreeSet::new(),
+            max_sessions: image.max_sessions,
+            proposals: image.proposals,
+        };
+        store.reindex();
+        store
+    }
+}
+
+fn sessions_as_pairs<S: serde::Serializer>(
+    sessions: &BTreeMap<ClientId, Session>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(sessions.iter())
+}
+
+fn sessions_from_pairs_or_map<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<ClientId, Session>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Sessions {
+        Pairs(Vec<(ClientId, Session)>),
+        Map(BTreeMap<String, Session>),
+    }
+    match Sessions::deserialize(deserializer)? {
+        Sessions::Pairs(pairs) => Ok(pairs.into_iter().collect()),
+        Sessions::Map(map) => map
+            .into_iter()
+            .map(|(client, session)| {
+                let id = client
+                    .parse::<ClientId>()
+                    .map_err(|_| serde::de::Error::custom(format!("session key {client:?} is not a client id")))?;
+                Ok((id, session))
+            })
+            .collect(),
+    }
 }
 
 pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
@@ -120,8 +213,8 @@ impl KvStore {
         KvStore { max_sessions: max_sessions.max(1), ..Default::default() }
     }
 
-    /// Rebuild the recency index after deserializing a snapshot.
-    pub fn reindex(&mut self) {
+    /// Rebuild the recency index (deserializing does it through `StoreImage`).
+    fn reindex(&mut self) {
         self.by_recency = self.sessions.iter().map(|(c, s)| (s.last_slot, *c)).collect();
         if self.max_sessions == 0 {
             self.max_sessions = DEFAULT_MAX_SESSIONS;
@@ -265,9 +358,36 @@ mod tests {
         let mut kv = KvStore::new(5);
         kv.apply(1, &cmd(1, 1, put("a", "1")));
         kv.apply(2, &cmd(1, 2, Op::Propose { value: "hello".into() }));
-        let mut back: KvStore = serde_json::from_str(&serde_json::to_string(&kv).unwrap()).unwrap();
-        back.reindex();
-        assert_eq!(back, kv);
+        let back: KvStore = serde_json::from_str(&serde_json::to_string(&kv).unwrap()).unwrap();
+        assert_eq!(back, kv, "the recency index is rebuilt on the way in");
         assert_eq!(back.cached(1, 2), Some((OpResult::Proposed { slot: 2 }, 2)));
+    }
+
+    /// A store inside an internally tagged enum (as in the `InstallSnapshot`
+    /// peer message) is buffered by serde before it is decoded: integer map
+    /// keys written as JSON strings failed to decode there.
+    #[test]
+    fn a_store_inside_a_tagged_enum_survives_json() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type")]
+        enum Wire {
+            Snapshot { state: KvStore },
+        }
+        let mut kv = KvStore::new(5);
+        kv.apply(1, &cmd(u64::MAX, 1, put("a", "1")));
+        kv.apply(2, &cmd(42, 7, put("b", "2")));
+        let wire = Wire::Snapshot { state: kv };
+        let json = serde_json::to_string(&wire).unwrap();
+        assert_eq!(serde_json::from_str::<Wire>(&json).unwrap(), wire);
+    }
+
+    #[test]
+    fn a_store_written_with_sessions_as_an_object_still_loads() {
+        let json = r#"{"data":{"a":"1"},"sessions":{"7":{"seq":3,"result":{"result":"put","previous":null},"last_slot":9}},"max_sessions":5,"proposals":0}"#;
+        let kv: KvStore = serde_json::from_str(json).unwrap();
+        assert_eq!(kv.cached(7, 3), Some((OpResult::Put { previous: None }, 9)));
+        let bad = json.replace("\"7\"", "\"seven\"");
+        let err = serde_json::from_str::<KvStore>(&bad).unwrap_err();
+        assert!(err.to_string().contains("not a client id"), "{err}");
     }
 }

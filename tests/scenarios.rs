@@ -129,7 +129,7 @@ fn an_election_between_three_proposers_ends_with_exactly_one_leader() {
             cluster.deliver(Envelope {
                 from: other,
                 to: id,
-                msg: Message::TimeoutNow(TimeoutNow { ballot: Ballot::ZERO }),
+                msg: Message::TimeoutNow(TimeoutNow { ballot: Ballot::new(0, other) }),
             });
         }
         for id in cluster.ids() {
@@ -716,4 +716,174 @@ fn a_node_cut_off_from_the_leader_alone_still_catches_up_through_another_peer() 
             .unwrap_or_else(|e| panic!("seed {seed}: node {cut} never caught up: {e}"));
         assert_eq!(cluster.replica(cut).store().get("k9").map(String::as_str), Some("v9"), "seed {seed}");
     }
+}
+
+/// Elects a leader in a 3-node cluster and commits one write; returns the
+/// leader, a follower, the other follower and the leader's ballot.
+fn settled_three(seed: u64) -> (Cluster, NodeId, NodeId, NodeId, Ballot) {
+    let mut cluster = Cluster::new(3, seed);
+    let leader = elected(&mut cluster);
+    let request = cluster.submit(leader, put("k", "v"));
+    applied(cluster.await_reply(request, commit_bound()).unwrap());
+    let others = followers(&cluster, leader);
+    let ballot = cluster.status(leader).ballot;
+    (cluster, leader, others[0], others[1], ballot)
+}
+
+#[test]
+fn an_accept_forged_with_the_leaders_ballot_by_another_node_is_refused() {
+    let (mut cluster, leader, forger, victim, ballot) = settled_three(3);
+    let commit = cluster.status(victim).commit_index;
+    let forged = Entry::Batch { commands: vec![Command { client: 666, seq: 1, op: put("k", "forged") }] };
+    cluster.deliver(Envelope {
+        from: forger,
+        to: victim,
+        msg: Message::Accept(Accept { ballot, slot: commit, entry: forged, commit_index: commit + 1 }),
+    });
+    let refused = cluster.refused();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!((refused[0].from, refused[0].kind), (forger, "accept"));
+    assert!(refused[0].reason.contains(&format!("belongs to node {leader}")), "{}", refused[0].reason);
+    assert_eq!(cluster.status(victim).commit_index, commit, "the forged accept must not move the commit index");
+    cluster.ticks(commit_bound());
+    let request = cluster.read(victim, "k", true);
+    assert_eq!(value_of(cluster.await_reply(request, commit_bound()).unwrap()).0.as_deref(), Some("v"));
+}
+
+#[test]
+fn a_transfer_prepare_forged_in_the_leaders_name_does_not_depose_it() {
+    let (mut cluster, leader, forger, victim, ballot) = settled_three(4);
+    let above = Ballot::new(ballot.round + 1, leader);
+    for to in [leader, victim] {
+        cluster.deliver(Envelope {
+            from: forger,
+            to,
+            msg: Message::Prepare(Prepare { ballot: above, first_slot: 0, transfer: true }),
+        });
+    }
+    assert_eq!(cluster.refused().len(), 2, "{:?}", cluster.refused());
+    cluster.ticks(4 * round_trip());
+    assert_eq!(cluster.leaders(), vec![leader]);
+    assert_eq!(cluster.status(leader).ballot, ballot, "the leader kept its ballot");
+    assert_eq!(cluster.status(victim).promised, ballot, "the victim promised nothing new");
+}
+
+#[test]
+fn a_ballot_with_an_absurd_round_is_refused_and_cannot_wrap_the_next_campaign() {
+    use paxos::consensus::provenance::MAX_ROUND;
+    let (mut cluster, leader, sender, victim, ballot) = settled_three(5);
+    for round in [MAX_ROUND + 1, u64::MAX] {
+        cluster.deliver(Envelope {
+            from: sender,
+            to: victim,
+            msg: Message::Prepare(Prepare { ballot: Ballot::new(round, sender), first_slot: 0, transfer: true }),
+        });
+    }
+    assert_eq!(cluster.refused().len(), 2);
+    assert!(cluster.refused()[1].reason.contains("above the limit"), "{}", cluster.refused()[1].reason);
+    assert_eq!(cluster.status(victim).promised, ballot);
+    // A campaign after the highest round that is allowed still goes up.
+    assert_eq!(Ballot::next_after(MAX_ROUND, 2).round, MAX_ROUND + 1);
+    assert_eq!(Ballot::next_after(u64::MAX, 2).round, u64::MAX, "saturates instead of wrapping to 0");
+    cluster.ticks(4 * round_trip());
+    assert_eq!(cluster.leaders(), vec![leader]);
+}
+
+#[test]
+fn votes_and_promises_from_a_node_without_the_acceptor_role_are_refused() {
+    let mut cluster = Cluster::builder(6)
+        .node(1, Roles::default())
+        .node(2, Roles::default())
+        .node(3, Roles::default())
+        .node(4, Roles::LEARNER)
+        .build()
+        .unwrap();
+    let leader = elected(&mut cluster);
+    let ballot = cluster.status(leader).ballot;
+    let slot = cluster.status(leader).commit_index;
+    cluster.deliver(Envelope {
+        from: 4,
+        to: leader,
+        msg: Message::Accepted(paxos::consensus::messages::Accepted { ballot, slot }),
+    });
+    let refused = cluster.refused();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].reason.contains("node 4 is not an acceptor"), "{}", refused[0].reason);
+}
+
+#[test]
+fn a_withdrawn_command_is_never_applied_and_one_a_leader_has_is_reported_unknown() {
+    let mut cluster = Cluster::new(3, 8);
+    let leader = elected(&mut cluster);
+    let f = followers(&cluster, leader);
+    let (alone, linked) = (f[0], f[1]);
+
+    // Submitted on a node that knows no leader: it never left, so it is withdrawn.
+    cluster.isolate(alone);
+    cluster.run_until(election_bound(), |c| c.replica(alone).leader().is_none()).unwrap();
+    let lost = Command { client: 77, seq: 1, op: put("w", "withdrawn") };
+    let submitted = cluster.submit_command(alone, lost.clone());
+    let withdrawn = cluster.withdraw(alone, 77, 1);
+    assert_eq!(cluster.reply(withdrawn), Some(&Err(ClientError::Withdrawn)));
+    assert_eq!(cluster.reply(submitted), Some(&Err(ClientError::Withdrawn)), "the waiting submit is answered too");
+    cluster.heal();
+
+    // Forwarded to a leader that cannot get it chosen: the outcome is unknown.
+    let leader = elected(&mut cluster);
+    let linked = if linked == leader { alone } else { linked };
+    for other in cluster.ids().into_iter().filter(|id| *id != leader) {
+        cluster.block(leader, other);
+    }
+    let held = Command { client: 78, seq: 1, op: put("u", "unknown") };
+    cluster.submit_command(linked, held.clone());
+    cluster.ticks(2 * round_trip());
+    let unknown = cluster.withdraw(linked, 78, 1);
+    assert_eq!(cluster.reply(unknown), Some(&Err(ClientError::OutcomeUnknown)));
+    cluster.heal();
+
+    // A retry with the same request id learns the outcome; the withdrawn
+    // command is not in the store, the unknown one may be, exactly once.
+    let retry = cluster.submit_command(linked, held);
+    let (_, result) = applied(cluster.await_reply(retry, election_bound() + commit_bound()).unwrap());
+    assert!(matches!(result, OpResult::Put { .. }), "{result:?}");
+    let read = cluster.read(linked, "w", true);
+    assert_eq!(value_of(cluster.await_reply(read, commit_bound()).unwrap()).0, None);
+    let read = cluster.read(linked, "u", true);
+    assert_eq!(value_of(cluster.await_reply(read, commit_bound()).unwrap()).0.as_deref(), Some("unknown"));
+}
+
+#[test]
+fn a_command_over_the_byte_limit_is_refused_up_front_and_slots_stay_within_budget() {
+    let mut cluster = Cluster::new(3, 9);
+    let leader = elected(&mut cluster);
+    let tuning = cluster.replica(leader).config().tuning.clone();
+    let follower = followers(&cluster, leader)[0];
+    let sized = |client: u64, bytes: usize| {
+        let mut command = Command { client, seq: 1, op: put("big", "") };
+        let overhead = command.wire_len();
+        command.op = put("big", &"x".repeat(bytes - overhead));
+        assert_eq!(command.wire_len(), bytes);
+        command
+    };
+    let too_big = cluster.submit_command(follower, sized(50, tuning.max_command_bytes + 1));
+    assert_eq!(
+        cluster.reply(too_big),
+        Some(&Err(ClientError::TooLarge { bytes: tuning.max_command_bytes + 1, max: tuning.max_command_bytes }))
+    );
+    // Control characters take six bytes each in JSON: counted as sent.
+    let mut escaped = Command { client: 51, seq: 1, op: put("ctl", &"\u{1}".repeat(tuning.max_command_bytes / 6)) };
+    assert!(escaped.wire_len() > tuning.max_command_bytes);
+    let refused = cluster.submit_command(follower, escaped.clone());
+    assert!(matches!(cluster.reply(refused), Some(Err(ClientError::TooLarge { .. }))));
+    escaped.op = put("ctl", "\u{1}");
+    // Commands right at the limit all commit, one slot each at most.
+    let requests: Vec<_> =
+        (0..4).map(|n| cluster.submit_command(follower, sized(60 + n, tuning.max_command_bytes))).collect();
+    for request in requests {
+        applied(cluster.await_reply(request, 4 * commit_bound()).unwrap());
+    }
+    let request = cluster.submit_command(follower, escaped);
+    applied(cluster.await_reply(request, commit_bound()).unwrap());
+    let read = cluster.read(follower, "ctl", true);
+    assert_eq!(value_of(cluster.await_reply(read, commit_bound()).unwrap()).0.as_deref(), Some("\u{1}"));
 }

@@ -22,6 +22,7 @@ fn link_settings(local: u64, local_key: &TestKey, peer: u64, addr: String, pinne
         identity: Arc::new(local_key.private.clone()),
         max_frame: MAX_FRAME,
         queue_capacity: 1024,
+        queue_bytes: 1 << 20,
         backoff_base: Duration::from_millis(20),
         backoff_cap: Duration::from_millis(200),
     }
@@ -106,6 +107,31 @@ async fn full_queue_drops_oldest_and_counts() {
     assert_eq!(link.stats().dropped, 7);
     eventually("a failed dial", || link.stats().last_error.is_some()).await;
     assert!(!link.stats().connected);
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_is_bounded_in_bytes_and_refuses_what_no_frame_can_carry() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let k1 = make_key(&dir, "node1");
+    let k2 = make_key(&dir, "node2");
+    let shutdown = CancellationToken::new();
+    let mut settings = link_settings(1, &k1, 2, "127.0.0.1:9".into(), &k2);
+    settings.max_frame = 100;
+    settings.queue_bytes = 100;
+    let link = PeerLink::spawn(settings, shutdown.clone());
+    let one = serde_json::to_vec(&TestMsg::Ping { n: 1000 }).unwrap().len();
+    for n in 1000..1010 {
+        link.send(TestMsg::Ping { n });
+    }
+    let kept = 100 / one;
+    assert_eq!(link.queued_bytes(), kept * one, "only whole messages within 100 bytes stay queued");
+    assert_eq!(link.stats().dropped, (10 - kept) as u64);
+    // Larger than a frame: dropped at once, the queue untouched.
+    link.send(TestMsg::Note { text: "x".repeat(200) });
+    assert_eq!(link.stats().dropped, (10 - kept) as u64 + 1);
+    assert_eq!(link.queued_bytes(), kept * one);
     shutdown.cancel();
 }
 

@@ -26,8 +26,11 @@ impl Ballot {
     }
 
     /// The smallest ballot of `node` that is above every round seen so far.
+    /// Rounds above `provenance::MAX_ROUND` are refused on the way in, so the
+    /// saturation is never reached in practice; it only keeps a bug from
+    /// wrapping a ballot to round 0.
     pub fn next_after(max_round_seen: u64, node: NodeId) -> Self {
-        Ballot { round: max_round_seen + 1, node }
+        Ballot { round: max_round_seen.saturating_add(1), node }
     }
 }
 

@@ -4,7 +4,7 @@
 //! machine's session table makes those retries safe.
 
 use super::messages::{Forward, Message};
-use super::{Replica, RequestId, Response};
+use super::{ClientError, Replica, RequestId, Response};
 use crate::state_machine::{ClientId, Command};
 use std::collections::BTreeMap;
 
@@ -13,6 +13,9 @@ struct Pending {
     requests: Vec<RequestId>,
     command: Command,
     last_sent: Option<u64>,
+    /// Forwarded to another node at least once: from then on only the
+    /// session table can say whether it was applied.
+    handed_off: bool,
 }
 
 #[derive(Debug, Default)]
@@ -29,6 +32,11 @@ impl ClientState {
 
 impl Replica {
     pub(super) fn on_submit(&mut self, request: RequestId, command: Command) {
+        let (bytes, max) = (command.wire_len(), self.cfg.tuning.max_command_bytes);
+        if bytes > max {
+            self.reply(request, Err(ClientError::TooLarge { bytes, max }));
+            return;
+        }
         if let Some((result, slot)) = self.kv.cached(command.client, command.seq) {
             self.reply(request, Ok(Response::Applied { slot, result }));
             return;
@@ -38,23 +46,63 @@ impl Replica {
             p.requests.push(request);
             return;
         }
-        self.clients
-            .pending
-            .insert(key, Pending { requests: vec![request], command: command.clone(), last_sent: None });
+        self.clients.pending.insert(
+            key,
+            Pending { requests: vec![request], command: command.clone(), last_sent: None, handed_off: false },
+        );
         self.route(command);
     }
 
     /// Hand a command to the leader: our own queue, or the forward batch.
     fn route(&mut self, command: Command) {
         let now = self.now;
+        let forwarding = !self.is_leader() && self.leader.is_some_and(|l| l != self.id());
         if let Some(p) = self.clients.pending.get_mut(&(command.client, command.seq)) {
             p.last_sent = Some(now);
+            p.handed_off |= forwarding;
         }
         if self.is_leader() {
             self.leader_enqueue(command);
-        } else if self.leader.is_some() {
+        } else if forwarding {
             self.clients.forward.push(command);
         }
+    }
+
+    /// The runtime gave up waiting for a command. If it never left this
+    /// node and no slot carries it, it is withdrawn and will never be
+    /// applied; once forwarded or proposed, it stays pending (a retry with
+    /// the same request id attaches to it) and the outcome is unknown.
+    pub(super) fn on_withdraw(&mut self, request: RequestId, client: ClientId, seq: u64) {
+        if let Some((result, slot)) = self.kv.cached(client, seq) {
+            self.reply(request, Ok(Response::Applied { slot, result }));
+            return;
+        }
+        let key = (client, seq);
+        let handed_off = self.clients.pending.get(&key).is_some_and(|p| p.handed_off);
+        let proposed = match &mut self.role {
+            super::election::Role::Leader(ls) if ls.queued.contains(&key) => {
+                let waiting = ls.queue.iter().position(|c| (c.client, c.seq) == key);
+                match waiting {
+                    Some(i) => {
+                        ls.queue.remove(i);
+                        ls.queued.remove(&key);
+                        false
+                    }
+                    None => true, // in a slot already
+                }
+            }
+            _ => false,
+        };
+        if handed_off || proposed {
+            self.reply(request, Err(ClientError::OutcomeUnknown));
+            return;
+        }
+        if let Some(p) = self.clients.pending.remove(&key) {
+            for waiting in p.requests {
+                self.reply(waiting, Err(ClientError::Withdrawn));
+            }
+        }
+        self.reply(request, Err(ClientError::Withdrawn));
     }
 
     pub(super) fn flush_forwards(&mut self) {

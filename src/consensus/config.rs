@@ -109,7 +109,23 @@ pub struct Tuning {
     pub catch_up_batch: usize,
     /// Client sessions remembered for exactly-once answers (default 100,000).
     pub max_sessions: usize,
+    /// Largest command accepted, as encoded on the wire (default 1 MiB,
+    /// etcd's 1.5 MiB request limit in spirit). Larger ones are refused
+    /// when submitted, before anything is queued.
+    pub max_command_bytes: usize,
+    /// Most encoded command bytes in one slot (default 2 MiB); one slot
+    /// always takes at least one command.
+    pub max_batch_bytes: usize,
+    /// Most encoded command bytes the leader has in flight across the
+    /// pipeline (default 8 MiB); this also bounds the votes a promise carries.
+    pub max_in_flight_bytes: usize,
+    /// Most encoded command bytes in one catch-up message (default 4 MiB).
+    pub catch_up_bytes: usize,
 }
+
+/// The largest peer message the budgets above allow, with their defaults,
+/// stays well under this; `crate::ssh::frame` uses it as the frame limit.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 impl Default for Tuning {
     fn default() -> Self {
@@ -120,6 +136,10 @@ impl Default for Tuning {
             log_retain: 1_000,
             catch_up_batch: 256,
             max_sessions: crate::state_machine::DEFAULT_MAX_SESSIONS,
+            max_command_bytes: 1024 * 1024,
+            max_batch_bytes: 2 * 1024 * 1024,
+            max_in_flight_bytes: 8 * 1024 * 1024,
+            catch_up_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -219,6 +239,25 @@ impl Config {
                 "max_batch, pipeline_depth, catch_up_batch and snapshot_interval must be at least 1".into(),
             ));
         }
+        let budget = |name: &str, bytes: usize| {
+            if bytes < u.max_command_bytes || bytes > MAX_MESSAGE_BYTES / 2 {
+                return Err(ConfigError::Tuning(format!(
+                    "{name} ({bytes}) must be between max_command_bytes ({}) and half the peer frame limit ({})",
+                    u.max_command_bytes,
+                    MAX_MESSAGE_BYTES / 2
+                )));
+            }
+            Ok(())
+        };
+        if u.max_command_bytes < 64 {
+            return Err(ConfigError::Tuning("max_command_bytes must be at least 64".into()));
+        }
+        budget("max_batch_bytes", u.max_batch_bytes)?;
+        budget("max_in_flight_bytes", u.max_in_flight_bytes)?;
+        budget("catch_up_bytes", u.catch_up_bytes)?;
+        if u.max_in_flight_bytes < u.max_batch_bytes {
+            return Err(ConfigError::Tuning("max_in_flight_bytes must be at least max_batch_bytes".into()));
+        }
         Ok(quorums)
     }
 }
@@ -249,6 +288,19 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("split votes"));
         let learners: BTreeMap<_, _> = (1..=3).map(|id| (id, Roles::LEARNER)).collect();
         assert_eq!(Config::new(1, learners).validate(), Err(ConfigError::NoProposers));
+    }
+
+    #[test]
+    fn byte_budgets_must_fit_a_frame_and_hold_one_command() {
+        let mut c = Config::new(1, three());
+        c.tuning.max_batch_bytes = c.tuning.max_command_bytes - 1;
+        assert!(c.validate().unwrap_err().to_string().contains("max_batch_bytes"));
+        c.tuning = Tuning { catch_up_bytes: MAX_MESSAGE_BYTES, ..Tuning::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("half the peer frame limit"));
+        c.tuning = Tuning { max_in_flight_bytes: 1024 * 1024, ..Tuning::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("at least max_batch_bytes"));
+        c.tuning = Tuning::default();
+        assert!(c.validate().is_ok());
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub(crate) struct Proposal {
     entry: Entry,
     votes: BTreeSet<NodeId>,
     sent_at: u64,
+    /// `entry.wire_len()`, for the in-flight byte budget.
+    bytes: usize,
 }
 
 #[derive(Debug)]
@@ -124,7 +126,8 @@ impl Replica {
         let commit_index = self.commit_index;
         let Some(ls) = self.leader_state() else { return };
         let ballot = ls.ballot;
-        ls.in_flight.insert(slot, Proposal { entry: entry.clone(), votes: BTreeSet::new(), sent_at: now });
+        let bytes = entry.wire_len();
+        ls.in_flight.insert(slot, Proposal { entry: entry.clone(), votes: BTreeSet::new(), sent_at: now, bytes });
         ls.next_slot = ls.next_slot.max(slot + 1);
         let accept = Accept { ballot, slot, entry, commit_index };
         for acceptor in self.acceptors.clone() {
@@ -134,7 +137,11 @@ impl Replica {
 
     /// Queue a client command for a slot unless it is already applied or queued.
     pub(super) fn leader_enqueue(&mut self, command: Command) {
-        if self.kv.cached(command.client, command.seq).is_some() {
+        // Refused at submission; a forwarded one can only come from a node
+        // configured with a larger limit, and must not wedge the pipeline.
+        if self.kv.cached(command.client, command.seq).is_some()
+            || command.wire_len() > self.cfg.tuning.max_command_bytes
+        {
             return;
         }
         let Some(ls) = self.leader_state() else { return };
@@ -146,14 +153,32 @@ impl Replica {
     /// Fill the pipeline: up to `pipeline_depth` slots in flight, each
     /// carrying up to `max_batch` commands. Under load the window is full and
     /// the queue grows, so batches grow by themselves.
+    /// Slots are also bounded in bytes (`max_batch_bytes`, at least one
+    /// command each) and so is the whole window (`max_in_flight_bytes`), so
+    /// every Accept, Promise and catch-up message fits a peer frame.
     pub(super) fn propose_queued(&mut self) {
-        let (depth, max_batch) = (self.cfg.tuning.pipeline_depth, self.cfg.tuning.max_batch);
+        let tuning = &self.cfg.tuning;
+        let (depth, max_batch) = (tuning.pipeline_depth, tuning.max_batch);
+        let (batch_bytes, window_bytes) = (tuning.max_batch_bytes, tuning.max_in_flight_bytes);
         loop {
             let Some(ls) = self.leader_state() else { return };
             if ls.queue.is_empty() || ls.in_flight.len() >= depth {
                 return;
             }
-            let take = ls.queue.len().min(max_batch);
+            let in_flight: usize = ls.in_flight.values().map(|p| p.bytes).sum();
+            let budget = batch_bytes.min(window_bytes.saturating_sub(in_flight));
+            let (mut take, mut bytes) = (0, 0);
+            for command in ls.queue.iter().take(max_batch) {
+                let len = command.wire_len();
+                if take > 0 && bytes + len > budget {
+                    break;
+                }
+                take += 1;
+                bytes += len;
+            }
+            if bytes > budget && !ls.in_flight.is_empty() {
+                return; // the window is full in bytes: wait for a slot to be chosen
+            }
             let commands: Vec<Command> = ls.queue.drain(..take).collect();
             let slot = ls.next_slot;
             self.propose(slot, Entry::Batch { commands });

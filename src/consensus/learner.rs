@@ -78,7 +78,7 @@ impl Replica {
         }
     }
 
-    /// Up to `limit` decided entries from `first_slot` on, contiguous (a
+    /// Up to `limit` decided entries (and `catch_up_bytes`) from `first_slot` on, contiguous (a
     /// `Decided` message names only its first slot, so a gap must end it);
     /// `None` if `first_slot` was compacted away here.
     pub(super) fn decided_run(&self, first_slot: Slot, limit: usize) -> Option<Decided> {
@@ -86,8 +86,15 @@ impl Replica {
             return None;
         }
         let mut entries: Vec<Entry> = Vec::new();
+        let mut bytes = 0;
         for (slot, state) in self.log.range(first_slot..self.commit_index).take(limit) {
             if *slot != first_slot + entries.len() as u64 || !state.decided {
+                break;
+            }
+            // Bounded in bytes too, so the message fits a frame; the first
+            // entry always goes (one slot is within `max_batch_bytes`).
+            bytes += state.entry.wire_len();
+            if !entries.is_empty() && bytes > self.cfg.tuning.catch_up_bytes {
                 break;
             }
             entries.push(state.entry.clone());
@@ -125,8 +132,7 @@ impl Replica {
 
     /// Take `state` as the state machine after every slot below `through`,
     /// dropping the log it covers (undecided votes above it stay).
-    pub(super) fn adopt_snapshot(&mut self, through: Slot, mut state: crate::state_machine::KvStore) {
-        state.reindex();
+    pub(super) fn adopt_snapshot(&mut self, through: Slot, state: crate::state_machine::KvStore) {
         self.kv = state;
         self.applied = through;
         self.snapshot_through = through;

@@ -10,6 +10,7 @@
 pub mod ballot;
 pub mod config;
 pub mod messages;
+pub mod provenance;
 pub mod quorum;
 pub mod records;
 pub mod rng;
@@ -51,6 +52,10 @@ pub enum Input {
     Read { request: RequestId, key: String, linearizable: bool },
     /// Hand leadership to `to`, or to the best other proposer.
     TransferLeadership { request: RequestId, to: Option<NodeId> },
+    /// Stop trying to apply the command (`client`, `seq`) if that is still
+    /// certain to leave it unapplied; answers `Applied`, `Withdrawn` or
+    /// `OutcomeUnknown`.
+    Withdraw { request: RequestId, client: ClientId, seq: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +74,14 @@ pub enum ClientError {
     BadTarget(String),
     #[error("leadership transfer to node {0} did not complete within the election timeout")]
     TransferTimedOut(NodeId),
+    /// The command was withdrawn before it left this node: it will never be applied.
+    #[error("the command was withdrawn before any leader had it; it will not be applied")]
+    Withdrawn,
+    /// The command reached a leader and may still be applied.
+    #[error("the command reached a leader and may still be applied")]
+    OutcomeUnknown,
+    #[error("the command is {bytes} bytes encoded, over the limit of {max} (max_command_bytes)")]
+    TooLarge { bytes: usize, max: usize },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -100,6 +113,9 @@ pub struct Outputs {
     pub replies: Vec<Reply>,
     /// A snapshot to store; storage may then compact records below it.
     pub snapshot: Option<Snapshot>,
+    /// Messages dropped because their sender could not have sent them
+    /// (`provenance`), for the runtime to log.
+    pub refused: Vec<provenance::Refused>,
 }
 
 impl Outputs {
@@ -110,6 +126,7 @@ impl Outputs {
             && self.applied.is_empty()
             && self.replies.is_empty()
             && self.snapshot.is_none()
+            && self.refused.is_empty()
     }
 }
 
@@ -236,6 +253,7 @@ impl Replica {
             Input::Submit { request, command } => self.on_submit(request, command),
             Input::Read { request, key, linearizable } => self.on_read(request, key, linearizable),
             Input::TransferLeadership { request, to } => self.on_transfer(request, to),
+            Input::Withdraw { request, client, seq } => self.on_withdraw(request, client, seq),
         }
         self.flush();
         std::mem::take(&mut self.out)
@@ -252,6 +270,10 @@ impl Replica {
 
     fn on_message(&mut self, from: NodeId, msg: Message) {
         if from == 0 || (from != self.cfg.id && !self.cfg.members.contains_key(&from)) {
+            return;
+        }
+        if let Err(reason) = self.check_provenance(from, &msg) {
+            self.out.refused.push(provenance::Refused { from, kind: msg.kind(), reason });
             return;
         }
         match msg {

@@ -62,6 +62,33 @@ impl NodeHandle {
         }
     }
 
+    /// Like `answer`, but a command not decided in time is withdrawn from
+    /// the core, so the error says exactly one of: not applied (safe to
+    /// retry) or outcome unknown (retry with the same request id).
+    async fn submit_and_wait(&self, command: Command) -> Result<Response, NodeError> {
+        let started = Instant::now();
+        let (client, seq) = (command.client, command.seq);
+        let (tx, rx) = oneshot::channel();
+        self.requests.send(NodeRequest::Submit { command, reply: tx }).await.map_err(|_| NodeError::ShuttingDown)?;
+        let decided = match tokio::time::timeout(self.request_timeout, rx).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => return Err(NodeError::ShuttingDown),
+            Err(_) => self.ask(|reply| NodeRequest::Withdraw { client, seq, reply }).await?,
+        };
+        let waited_ms = started.elapsed().as_millis() as u64;
+        match decided {
+            Ok(response) => Ok(response),
+            Err(ClientError::Withdrawn) => match self.core_status().await?.leader {
+                None => Err(NodeError::NoLeader { waited_ms }),
+                Some(_) => Err(NodeError::NotApplied { waited_ms }),
+            },
+            Err(ClientError::OutcomeUnknown) => {
+                Err(NodeError::OutcomeUnknown { waited_ms, request: RequestId { client, seq } })
+            }
+            Err(e) => Err(client_error(e)),
+        }
+    }
+
     fn ms(&self, ticks: u64) -> u64 {
         ticks.saturating_mul(self.tick.as_millis() as u64)
     }
@@ -98,6 +125,10 @@ fn client_error(e: ClientError) -> NodeError {
         ClientError::TransferTimedOut(to) => {
             NodeError::BadTarget { reason: format!("node {to} did not take over within the election timeout") }
         }
+        ClientError::TooLarge { bytes, max } => NodeError::TooLarge { bytes: bytes as u64, max: max as u64 },
+        // Answered only to a withdrawal, which `submit_and_wait` handles.
+        ClientError::Withdrawn => NodeError::NotApplied { waited_ms: 0 },
+        ClientError::OutcomeUnknown => NodeError::Timeout { waited_ms: 0 },
     }
 }
 
@@ -163,7 +194,7 @@ impl NodeApi for NodeHandle {
             // which concurrent operators cannot promise.
             let RequestId { client, seq } = request.unwrap_or(RequestId { client: rand::random::<u64>() | 1, seq: 1 });
             let command = Command { client, seq, op };
-            match self.answer(|reply| NodeRequest::Submit { command, reply }).await? {
+            match self.submit_and_wait(command).await? {
                 Response::Applied { slot, result } => Ok(Submitted { slot, result }),
                 other => Err(unexpected("submit", other)),
             }

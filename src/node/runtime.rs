@@ -39,6 +39,13 @@ pub enum NodeRequest {
         to: Option<NodeId>,
         reply: Answer,
     },
+    /// Give up on a submitted command if it has not left this node (see
+    /// `Input::Withdraw`); the reply is oneshot of the core's answer.
+    Withdraw {
+        client: crate::state_machine::ClientId,
+        seq: u64,
+        reply: oneshot::Sender<Result<Response, ClientError>>,
+    },
     Status {
         reply: oneshot::Sender<Status>,
     },
@@ -136,6 +143,15 @@ impl<S: Storage> Runtime<S> {
     /// had to wait for the fsync.
     fn persist_and_send(&mut self, batch: Outputs, state: &mut LoopState) -> Result<Vec<Envelope>, StorageError> {
         let me = self.replica.config().id;
+        for r in &batch.refused {
+            warn!(
+                node = me,
+                from = r.from,
+                kind = r.kind,
+                "dropped a message its sender could not have sent: {}",
+                r.reason
+            );
+        }
         for env in batch.send.into_iter().filter(|e| e.to != me) {
             self.send(env);
         }
@@ -195,6 +211,7 @@ fn merge(batch: &mut Outputs, out: Outputs) {
     if out.snapshot.is_some() {
         batch.snapshot = out.snapshot;
     }
+    batch.refused.extend(out.refused);
 }
 
 /// Requests waiting for the core's answers, and live watches.
@@ -224,6 +241,10 @@ impl LoopState {
             NodeRequest::Transfer { to, reply } => {
                 let request = wait(reply);
                 pending.push_back(Input::TransferLeadership { request, to });
+            }
+            NodeRequest::Withdraw { client, seq, reply } => {
+                let request = wait(reply);
+                pending.push_back(Input::Withdraw { request, client, seq });
             }
             NodeRequest::Status { reply } => {
                 let _ = reply.send(replica.status());

@@ -34,6 +34,9 @@ use tracing::{error, info};
 /// Messages queued for one unreachable peer before the oldest are dropped
 /// (Paxos retransmits what matters).
 const PEER_QUEUE: usize = 4096;
+/// Bytes queued per peer at most: two frames' worth, so a slow or absent
+/// peer costs bounded memory however large the messages are.
+const PEER_QUEUE_BYTES: usize = 2 * DEFAULT_MAX_FRAME;
 
 /// How long an operator command waits for a leader or a decision.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -109,6 +112,7 @@ pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Res
             identity: identity.clone(),
             max_frame: DEFAULT_MAX_FRAME,
             queue_capacity: PEER_QUEUE,
+            queue_bytes: PEER_QUEUE_BYTES,
             backoff_base: Duration::from_millis(50),
             backoff_cap: Duration::from_secs(2),
         };

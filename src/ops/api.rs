@@ -117,11 +117,25 @@ pub struct LogEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum NodeError {
+    /// No leader within the wait. A command answered so was withdrawn
+    /// first: it was not applied and never will be.
     #[error(
-        "no leader was elected within {waited_ms} ms; a quorum of acceptors may be down or cut off \
-         (check `paxos members` on each node)"
+        "no leader was elected within {waited_ms} ms, so nothing was applied; a quorum of acceptors may be \
+         down or cut off (check `paxos members` on each node)"
     )]
     NoLeader { waited_ms: u64 },
+    /// A leader was known but the command was still on this node when the
+    /// wait ended; it was withdrawn and will not be applied.
+    #[error(
+        "not decided within {waited_ms} ms; the command was withdrawn and will not be applied, so it is safe to retry"
+    )]
+    NotApplied { waited_ms: u64 },
+    /// The command reached a leader and may yet be applied.
+    #[error(
+        "not decided within {waited_ms} ms, and a leader has the command: it may still be applied; \
+         retry with --request {request} to learn its outcome without applying it twice"
+    )]
+    OutcomeUnknown { waited_ms: u64, request: RequestId },
     #[error(
         "not decided within {waited_ms} ms; the command may still be applied, so retry it with the \
          same request id to learn its outcome"
@@ -136,6 +150,8 @@ pub enum NodeError {
     BadTarget { reason: String },
     #[error("the node is shutting down; use another node")]
     ShuttingDown,
+    #[error("the command is {bytes} bytes encoded, over the cluster's limit of {max} bytes; nothing was applied")]
+    TooLarge { bytes: u64, max: u64 },
     #[error("slots below {first_available} were compacted into a snapshot; ask again with --from {first_available}")]
     Compacted { first_available: Slot },
     #[error("the watch fell too far behind the log and was dropped; run it again with --from {next}")]
@@ -150,6 +166,8 @@ impl NodeError {
         matches!(
             self,
             NodeError::NoLeader { .. }
+                | NodeError::NotApplied { .. }
+                | NodeError::OutcomeUnknown { .. }
                 | NodeError::Timeout { .. }
                 | NodeError::NotLeader { .. }
                 | NodeError::ShuttingDown

@@ -141,6 +141,8 @@ fn audit(ctx: &Context<'_>, invocation: &Invocation, outcome: String) {
 fn outcome<T>(result: &Result<T, OpsError>, ok: impl FnOnce(&T) -> String) -> String {
     match result {
         Ok(value) => ok(value),
+        // Not "failed": a leader has the command and may still apply it.
+        Err(e @ OpsError::Node(super::api::NodeError::OutcomeUnknown { .. })) => format!("unknown: {e}"),
         Err(e) => format!("failed: {e}"),
     }
 }

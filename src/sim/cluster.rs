@@ -139,6 +139,8 @@ impl ClusterBuilder {
         let network = Network::new(self.seed ^ 0x5eed, self.faults);
         let mut world = World::new(self.seed, configs, network).unwrap_or_else(|f| panic!("{f}"));
         world.trace = Some(Trace::default());
+        // Scenario tests forge messages; they check `refused()` themselves.
+        world.refusals_fail = false;
         Ok(Cluster { world, next_client: 1_000_000 })
     }
 }
@@ -315,6 +317,11 @@ impl Cluster {
         self.ok(result);
     }
 
+    /// Messages refused so far as impossible from their sender.
+    pub fn refused(&self) -> &[crate::consensus::provenance::Refused] {
+        &self.world.refused
+    }
+
     /// Deliver a message to `env.to` now, as if the network had carried it.
     pub fn deliver(&mut self, env: Envelope) {
         self.input(env.to, Input::Receive(env));
@@ -335,6 +342,14 @@ impl Cluster {
     pub fn submit_command(&mut self, node: NodeId, command: Command) -> RequestId {
         let request = self.request();
         self.input(node, Input::Submit { request, command });
+        request
+    }
+
+    /// Ask `node` to give up on the command (`client`, `seq`), as the daemon
+    /// does when an operator's wait ends.
+    pub fn withdraw(&mut self, node: NodeId, client: ClientId, seq: u64) -> RequestId {
+        let request = self.request();
+        self.input(node, Input::Withdraw { request, client, seq });
         request
     }
 

@@ -92,6 +92,12 @@ pub fn sim_tuning() -> Tuning {
         log_retain: 6,
         catch_up_batch: 5,
         max_sessions: 1000,
+        // A workload command is about 60 bytes encoded: these budgets bind
+        // before the counts above do, so runs cross the byte limits too.
+        max_command_bytes: 128,
+        max_batch_bytes: 160,
+        max_in_flight_bytes: 400,
+        catch_up_bytes: 200,
     }
 }
 

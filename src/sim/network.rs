@@ -2,9 +2,12 @@
 //! and directed partitions (a symmetric partition blocks both directions).
 
 use crate::consensus::ballot::NodeId;
-use crate::consensus::messages::Envelope;
+use crate::consensus::messages::{Envelope, Message};
 use crate::consensus::rng::Rng;
+use crate::ssh::frame;
+use bytes::BytesMut;
 use std::collections::{BTreeMap, BTreeSet};
+use tokio_util::codec::{Decoder, Encoder};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LinkFaults {
@@ -97,4 +100,26 @@ impl Network {
     pub fn rng(&mut self) -> &mut Rng {
         &mut self.rng
     }
+}
+
+/// Pass a message through the real `paxos-peer` wire format (JSON body,
+/// length-delimited frame with the daemon's frame limit) and back, as a
+/// message between two daemons would. A message that does not fit a frame,
+/// or that decodes to anything but itself, is a failure of the simulation:
+/// between daemons it would be dropped (and retried) forever.
+pub fn through_peer_codec(env: Envelope, max_frame: usize) -> Result<Envelope, String> {
+    let kind = env.msg.kind();
+    let what = |e: &dyn std::fmt::Display| format!("{kind} from {} to {}: {e}", env.from, env.to);
+    let body = frame::encode_message(&env.msg, max_frame).map_err(|e| what(&e))?;
+    let mut codec = frame::peer_codec(max_frame);
+    let mut wire = BytesMut::new();
+    codec.encode(body, &mut wire).map_err(|e| what(&e))?;
+    let Some(frame) = codec.decode(&mut wire).map_err(|e| what(&e))? else {
+        return Err(what(&"the frame did not come back whole"));
+    };
+    let msg: Message = frame::decode_message(&frame).map_err(|e| what(&e))?;
+    if msg != env.msg {
+        return Err(what(&"the message decoded to a different value"));
+    }
+    Ok(Envelope { msg, ..env })
 }

@@ -5,7 +5,7 @@
 use super::Failure;
 use super::cluster::Trace;
 use super::linearizability::Recorder;
-use super::network::Network;
+use super::network::{Network, through_peer_codec};
 use super::workload::{Acked, Client};
 use crate::consensus::ballot::{Ballot, NodeId};
 use crate::consensus::config::Config;
@@ -58,6 +58,13 @@ pub(super) struct World {
     pub acked: Vec<Acked>,
     pub crash_before_sync: f64,
     pub max_down: usize,
+    /// The frame limit of the simulated peer channels.
+    pub max_frame: usize,
+    /// Messages a node refused as impossible from their sender. Honest
+    /// nodes never cause one, so a seeded run fails on the first; scenario
+    /// tests that forge messages turn that off and look here.
+    pub refused: Vec<crate::consensus::provenance::Refused>,
+    pub refusals_fail: bool,
     /// Snapshots taken locally, and installed from a peer (catch-up past compaction).
     pub snapshots_taken: u32,
     pub snapshots_installed: u32,
@@ -100,6 +107,9 @@ impl World {
             acked: Vec::new(),
             crash_before_sync: 0.0,
             max_down,
+            max_frame: crate::ssh::frame::DEFAULT_MAX_FRAME,
+            refused: Vec::new(),
+            refusals_fail: true,
             snapshots_taken: 0,
             snapshots_installed: 0,
             trace: None,
@@ -177,7 +187,7 @@ impl World {
         // Whatever path a promise or vote leaves by, the restarted node must honour it.
         node.note_sent(&out.send);
         for env in out.send {
-            self.route(env, loopback);
+            self.route(env, loopback)?;
         }
         // Before the sync, so a crash right after an answer tests that the
         // answer needed nothing of this step's records.
@@ -199,20 +209,27 @@ impl World {
         node.storage.sync().map_err(io)?;
         node.note_sent(&out.send_after_persist);
         for env in out.send_after_persist {
-            self.route(env, loopback);
+            self.route(env, loopback)?;
         }
         Ok(())
     }
 
-    fn route(&mut self, env: Envelope, loopback: &mut Vec<Envelope>) {
+    /// Messages to other nodes go through the real peer codec, so a message
+    /// the wire cannot carry fails the run here rather than in a daemon.
+    fn route(&mut self, env: Envelope, loopback: &mut Vec<Envelope>) -> Result<(), Failure> {
         if let Some(trace) = self.trace.as_mut() {
             trace.sent(self.now, &env);
+        }
+        if let Some(node) = self.nodes.get(&env.from) {
+            within_budgets(&env, &node.config.tuning).map_err(|e| self.fail(e))?;
         }
         if env.to == env.from {
             loopback.push(env);
         } else {
+            let env = through_peer_codec(env, self.max_frame).map_err(|e| self.fail(format!("peer codec: {e}")))?;
             self.net.send(self.now, env);
         }
+        Ok(())
     }
 
     fn on_reply(&mut self, reply: crate::consensus::Reply) -> Result<(), Failure> {
@@ -240,6 +257,10 @@ impl World {
 
     /// Agreement, in-order exactly-once application, monotonic commit.
     fn check_step(&mut self, id: NodeId, out: &Outputs) -> Result<(), Failure> {
+        if let Some(r) = out.refused.first().filter(|_| self.refusals_fail) {
+            return Err(self.fail(format!("node {id} refused a {} from node {}: {}", r.kind, r.from, r.reason)));
+        }
+        self.refused.extend(out.refused.iter().cloned());
         let node = self.nodes.get_mut(&id).expect("node exists");
         let replica = node.replica.as_ref().expect("stepped node is up");
         if let Some(s) = &out.snapshot {
@@ -392,5 +413,26 @@ impl World {
             }
         }
         Ok(target)
+    }
+}
+
+/// The byte budgets of `Tuning` hold for every message that carries entries.
+fn within_budgets(env: &Envelope, tuning: &crate::consensus::config::Tuning) -> Result<(), String> {
+    let over = |what: &str, bytes: usize, max: usize| {
+        Err(format!("{what} from node {} to {} carries {bytes} bytes, over its budget of {max}", env.from, env.to))
+    };
+    match &env.msg {
+        Message::Accept(a) if a.entry.wire_len() > tuning.max_batch_bytes => {
+            over("an accept", a.entry.wire_len(), tuning.max_batch_bytes)
+        }
+        Message::Decided(d) if d.entries.len() > 1 => {
+            let bytes: usize = d.entries.iter().map(Entry::wire_len).sum();
+            if bytes > tuning.catch_up_bytes { over("a decided run", bytes, tuning.catch_up_bytes) } else { Ok(()) }
+        }
+        Message::Forward(f) => match f.commands.iter().find(|c| c.wire_len() > tuning.max_command_bytes) {
+            Some(c) => over("a forwarded command", c.wire_len(), tuning.max_command_bytes),
+            None => Ok(()),
+        },
+        _ => Ok(()),
     }
 }

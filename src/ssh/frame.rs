@@ -15,8 +15,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The subsystem a node requests when it dials a peer.
 pub const PEER_SUBSYSTEM: &str = "paxos-peer";
 
-/// Default bound on one frame; large enough for a snapshot chunk.
-pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+/// Default bound on one frame: the core's byte budgets keep every message
+/// well under it.
+pub const DEFAULT_MAX_FRAME: usize = crate::consensus::config::MAX_MESSAGE_BYTES;
 
 /// The first frame on a peer channel: who is speaking, and which protocol.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,19 +6,19 @@
 //! The transport is generic over the message type, so it does not depend on
 //! the consensus core: anything `Serialize + DeserializeOwned` travels.
 
+pub mod algorithms;
 pub mod client;
 pub mod frame;
+pub mod limits;
 pub mod peer;
 pub mod server;
 mod stdin;
 
 pub use client::{CommandOutput, Console, SshClient, StreamEvent};
 pub use frame::{Hello, PEER_SUBSYSTEM, PROTOCOL_VERSION, peer_codec};
+pub use limits::ConnectionLimits;
 pub use peer::{PeerLink, PeerLinkSettings, PeerLinkStats};
 pub use server::{AccessList, OperatorService, OperatorSession, Principal, ServerSettings, SshServer};
-
-use russh::{Preferred, kex};
-use std::borrow::Cow;
 
 /// The user name clients send. The server ignores it: identity is the key.
 pub const SSH_USER: &str = "paxos";
@@ -27,8 +27,8 @@ pub const SSH_USER: &str = "paxos";
 pub enum SshError {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
-    #[error("accepting connections on {addr} failed: {source}")]
-    Accept { addr: String, source: std::io::Error },
+    #[error("invalid SSH connection limits: {0}")]
+    InvalidLimits(String),
     #[error("cannot connect to {addr}: {reason}")]
     Connect { addr: String, reason: String },
     /// The server offered a host key other than the pinned one.
@@ -46,21 +46,4 @@ pub enum SshError {
     Session { addr: String, source: russh::Error },
 }
 
-/// Curve25519 first: it is what OpenSSH and russh both do fastest. The
-/// extension names must stay listed or strict kex and ext-info are lost.
-const KEX_ORDER: &[kex::Name] = &[
-    kex::CURVE25519,
-    kex::CURVE25519_PRE_RFC_8731,
-    kex::MLKEM768X25519_SHA256,
-    kex::DH_GEX_SHA256,
-    kex::DH_G16_SHA512,
-    kex::DH_G14_SHA256,
-    kex::EXTENSION_SUPPORT_AS_CLIENT,
-    kex::EXTENSION_SUPPORT_AS_SERVER,
-    kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT,
-    kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
-];
-
-pub(crate) fn preferred() -> Preferred {
-    Preferred { kex: Cow::Borrowed(KEX_ORDER), ..Preferred::DEFAULT }
-}
+pub(crate) use algorithms::preferred;

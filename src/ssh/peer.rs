@@ -36,6 +36,8 @@ pub struct PeerLinkSettings {
     pub identity: Arc<PrivateKey>,
     pub max_frame: usize,
     pub queue_capacity: usize,
+    /// Most encoded bytes queued for the peer; beyond it the oldest go.
+    pub queue_bytes: usize,
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
 }
@@ -53,9 +55,19 @@ pub struct PeerLinkStats {
     pub last_error: Option<String>,
 }
 
+/// Encoded frames waiting for the peer, bounded in count and in bytes.
+#[derive(Default)]
+struct Queue {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+}
+
 struct Shared<M> {
-    queue: Mutex<VecDeque<M>>,
+    queue: Mutex<Queue>,
     capacity: usize,
+    capacity_bytes: usize,
+    max_frame: usize,
+    _msg: PhantomData<fn(M)>,
     wakeup: Notify,
     stats: Mutex<PeerLinkStats>,
 }
@@ -81,8 +93,11 @@ impl<M> Clone for PeerLink<M> {
 impl<M: Serialize + Send + 'static> PeerLink<M> {
     pub fn spawn(settings: PeerLinkSettings, shutdown: CancellationToken) -> PeerLink<M> {
         let shared = Arc::new(Shared {
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queue::default()),
             capacity: settings.queue_capacity.max(1),
+            capacity_bytes: settings.queue_bytes.max(settings.max_frame),
+            max_frame: settings.max_frame,
+            _msg: PhantomData,
             wakeup: Notify::new(),
             stats: Mutex::new(PeerLinkStats::default()),
         });
@@ -93,18 +108,42 @@ impl<M: Serialize + Send + 'static> PeerLink<M> {
         PeerLink { shared, peer }
     }
 
-    /// Queues `msg` for the peer. Never blocks: when the queue is full the
-    /// oldest queued message is dropped (and counted).
+    /// Encodes `msg` and queues it for the peer. Never blocks: when the
+    /// queue is full, in count or in bytes, the oldest queued messages are
+    /// dropped (and counted); a message too large for a frame is dropped
+    /// here, with an error naming it.
     pub fn send(&self, msg: M) {
+        let body = match frame::encode_message(&msg, self.shared.max_frame) {
+            Ok(body) => body,
+            Err(e) => {
+                lock(&self.shared.stats).dropped += 1;
+                error!("dropping a message for peer {}: {e}", self.peer);
+                return;
+            }
+        };
         {
             let mut queue = lock(&self.shared.queue);
-            if queue.len() >= self.shared.capacity {
-                queue.pop_front();
-                lock(&self.shared.stats).dropped += 1;
+            let mut dropped = 0;
+            while !queue.frames.is_empty()
+                && (queue.frames.len() >= self.shared.capacity || queue.bytes + body.len() > self.shared.capacity_bytes)
+            {
+                if let Some(old) = queue.frames.pop_front() {
+                    queue.bytes -= old.len();
+                    dropped += 1;
+                }
             }
-            queue.push_back(msg);
+            queue.bytes += body.len();
+            queue.frames.push_back(body);
+            if dropped > 0 {
+                lock(&self.shared.stats).dropped += dropped;
+            }
         }
         self.shared.wakeup.notify_one();
+    }
+
+    /// Encoded bytes waiting for the peer.
+    pub fn queued_bytes(&self) -> usize {
+        lock(&self.shared.queue).bytes
     }
 
     pub fn peer(&self) -> u64 {
@@ -207,11 +246,14 @@ impl<M: Serialize + Send + 'static> LinkTask<M> {
         loop {
             // Messages queued while disconnected, or since the last wakeup,
             // go out as one batch behind a single flush.
-            let batch: Vec<M> = lock(&self.shared.queue).drain(..).collect();
+            let batch: Vec<Bytes> = {
+                let mut queue = lock(&self.shared.queue);
+                queue.bytes = 0;
+                queue.frames.drain(..).collect()
+            };
             if !batch.is_empty() {
                 let written = batch.len() as u64;
-                let (bodies, too_big) = self.encode(&batch);
-                for body in bodies {
+                for body in batch {
                     if let Err(e) = frames.feed(body).await {
                         return Ended::Lost(format!("writing to channel: {e}"));
                     }
@@ -219,9 +261,7 @@ impl<M: Serialize + Send + 'static> LinkTask<M> {
                 if let Err(e) = SinkExt::<Bytes>::flush(&mut frames).await {
                     return Ended::Lost(format!("writing to channel: {e}"));
                 }
-                let mut stats = lock(&self.shared.stats);
-                stats.sent += written - too_big;
-                stats.dropped += too_big;
+                lock(&self.shared.stats).sent += written;
                 continue;
             }
             tokio::select! {
@@ -240,21 +280,6 @@ impl<M: Serialize + Send + 'static> LinkTask<M> {
                 }
             }
         }
-    }
-
-    fn encode(&self, batch: &[M]) -> (Vec<Bytes>, u64) {
-        let mut bodies = Vec::with_capacity(batch.len());
-        let mut too_big = 0;
-        for msg in batch {
-            match frame::encode_message(msg, self.settings.max_frame) {
-                Ok(body) => bodies.push(body),
-                Err(e) => {
-                    too_big += 1;
-                    error!("dropping a message for {}: {e}", self.describe());
-                }
-            }
-        }
-        (bodies, too_big)
     }
 }
 

@@ -9,13 +9,18 @@
 //!
 //! Handler methods never wait on channel traffic; everything long-lived runs
 //! on spawned tasks, so one slow or hostile channel cannot stall the others.
+//!
+//! Connections are accepted by our own loop, not russh's, so that each one
+//! passes the admission limits (`limits`) first and is closed if it has not
+//! authenticated within the deadline.
 
 use super::frame::{self, FrameError, PEER_SUBSYSTEM};
+use super::limits::{Admission, ConnectionLimits, Ticket};
 use super::{SshError, stdin};
 use crate::keys::fingerprint;
 use futures::{FutureExt, StreamExt};
 use russh::keys::{PrivateKey, PublicKey};
-use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Server as _, Session, VerifiedPublicKey};
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
@@ -25,14 +30,19 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing::{debug, error, info, warn};
+
+mod accept;
+mod hint;
+
+pub use hint::usage_hint;
 
 /// What an authenticated key may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +127,7 @@ pub struct SshServer {
     access: Arc<AccessList>,
     max_frame: usize,
     config: Arc<russh::server::Config>,
+    limits: ConnectionLimits,
 }
 
 /// Whether a subsystem name or exec command is an operator command line.
@@ -143,7 +154,7 @@ impl SshServer {
             // the constant-time delay for real rejections.
             auth_rejection_time_initial: Some(Duration::ZERO),
             keys: vec![settings.host_key],
-            preferred: super::preferred(),
+            preferred: super::algorithms::preferred(),
             inactivity_timeout: Some(Duration::from_secs(300)),
             keepalive_interval: Some(Duration::from_secs(15)),
             keepalive_max: 3,
@@ -157,7 +168,16 @@ impl SshServer {
             access: Arc::new(settings.access),
             max_frame: settings.max_frame,
             config: Arc::new(config),
+            limits: ConnectionLimits::DEFAULT,
         })
+    }
+
+    /// Replaces the admission limits (`ConnectionLimits::DEFAULT` unless
+    /// set); refuses figures that would lock every client out.
+    pub fn with_limits(mut self, limits: ConnectionLimits) -> Result<SshServer, SshError> {
+        limits.validate().map_err(SshError::InvalidLimits)?;
+        self.limits = limits;
+        Ok(self)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -183,20 +203,9 @@ impl SshServer {
             max_frame: self.max_frame,
             shutdown: shutdown.clone(),
         });
-        info!(node = self.node, addr = %self.local_addr, "ssh server listening");
-        let mut acceptor = Acceptor { shared };
-        let running = acceptor.run_on_socket(self.config, &self.listener);
-        let handle = running.handle();
-        tokio::select! {
-            result = running => result.map_err(|source| SshError::Accept {
-                addr: self.local_addr.to_string(),
-                source,
-            }),
-            _ = shutdown.cancelled() => {
-                handle.shutdown("node shutting down".into());
-                Ok(())
-            }
-        }
+        info!(node = self.node, addr = %self.local_addr, limits = ?self.limits, "ssh server listening");
+        accept::serve(self.listener, self.config, Admission::new(self.limits), shared, shutdown).await;
+        Ok(())
     }
 }
 
@@ -209,28 +218,6 @@ struct Shared<M> {
     shutdown: CancellationToken,
 }
 
-struct Acceptor<M> {
-    shared: Arc<Shared<M>>,
-}
-
-impl<M: DeserializeOwned + Send + 'static> russh::server::Server for Acceptor<M> {
-    type Handler = Connection<M>;
-
-    fn new_client(&mut self, addr: Option<SocketAddr>) -> Connection<M> {
-        Connection {
-            shared: self.shared.clone(),
-            addr: addr.map_or_else(|| "unknown address".into(), |a| a.to_string()),
-            principal: None,
-            key_fingerprint: String::new(),
-            idle: HashMap::new(),
-        }
-    }
-
-    fn handle_session_error(&mut self, error: russh::Error) {
-        debug!("ssh session ended: {error}");
-    }
-}
-
 /// One client connection.
 struct Connection<M> {
     shared: Arc<Shared<M>>,
@@ -241,6 +228,10 @@ struct Connection<M> {
     /// stay here after a refused request, as RFC 4254 lets the client try
     /// another one on the same channel.
     idle: HashMap<ChannelId, Channel<Msg>>,
+    /// This connection's hold on the admission slots; released on drop.
+    ticket: Ticket,
+    /// Told when the connection authenticates, which stops the deadline.
+    authenticated: Option<oneshot::Sender<()>>,
 }
 
 impl<M: DeserializeOwned + Send + 'static> Connection<M> {
@@ -316,6 +307,28 @@ impl<M: DeserializeOwned + Send + 'static> Connection<M> {
         Ok(())
     }
 
+    /// A shell or a plain exec command: an operator most likely typed
+    /// `ssh HOST status`. Answer with one line on stderr saying how to ask,
+    /// and a usage exit status, rather than a bare "request failed".
+    fn answer_with_hint(
+        &mut self,
+        id: ChannelId,
+        what: &str,
+        hint: &str,
+        session: &mut Session,
+    ) -> Result<(), russh::Error> {
+        if !matches!(self.principal, Some(Principal::Operator | Principal::Reader)) || !self.idle.contains_key(&id) {
+            return self.refuse(id, what, session);
+        }
+        info!("{} asked for {what}; answered with a usage hint", self.who());
+        session.channel_success(id)?;
+        session.extended_data(id, 1, bytes::Bytes::from(hint.to_string()))?;
+        session.exit_status_request(id, hint::EXIT_USAGE)?;
+        session.eof(id)?;
+        // The channel stays in `idle` until the client's close arrives.
+        session.close(id)
+    }
+
     fn refuse(&mut self, id: ChannelId, what: &str, session: &mut Session) -> Result<(), russh::Error> {
         info!("{} asked for {what}; refused", self.who());
         session.channel_failure(id)
@@ -336,6 +349,15 @@ impl<M: DeserializeOwned + Send + 'static> russh::server::Handler for Connection
     async fn auth_publickey(&mut self, _user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
         let fp = fingerprint(key.public_key);
         match self.shared.access.principal(key.public_key) {
+            // The guard claims a slot when one is free; peers need none.
+            Some(principal @ (Principal::Operator | Principal::Reader)) if self.ticket.claim_client_slot().is_err() => {
+                let max = self.ticket.max_client_connections();
+                warn!(
+                    "refusing {principal} key {fp} from {}: {max} operator and reader connections are open (the cap)",
+                    self.addr
+                );
+                Ok(Auth::reject())
+            }
             Some(principal) => {
                 self.principal = Some(principal);
                 self.key_fingerprint = fp;
@@ -347,6 +369,14 @@ impl<M: DeserializeOwned + Send + 'static> russh::server::Handler for Connection
                 Ok(Auth::reject())
             }
         }
+    }
+
+    async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
+        self.ticket.authenticated(Instant::now());
+        if let Some(tx) = self.authenticated.take() {
+            let _ = tx.send(());
+        }
+        Ok(())
     }
 
     async fn channel_open_session(
@@ -393,12 +423,15 @@ impl<M: DeserializeOwned + Send + 'static> russh::server::Handler for Connection
     ) -> Result<(), Self::Error> {
         match std::str::from_utf8(data) {
             Ok(command) if is_operator_command(command) => self.start_operator(channel, command, session),
-            _ => self.refuse(channel, &format!("exec {:?}", String::from_utf8_lossy(data)), session),
+            _ => {
+                let hint = usage_hint(Some(data));
+                self.answer_with_hint(channel, &format!("exec {}", hint::quoted(data)), &hint, session)
+            }
         }
     }
 
     async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
-        self.refuse(channel, "a shell (try `ssh HOST -s paxos status`)", session)
+        self.answer_with_hint(channel, "a shell", &usage_hint(None), session)
     }
 
     async fn pty_request(

@@ -105,9 +105,8 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Snapshot, StorageError> {
             ),
         ));
     }
-    let mut snapshot: Snapshot = serde_json::from_slice(payload)
+    let snapshot: Snapshot = serde_json::from_slice(payload)
         .map_err(|e| corrupt(HEADER_LEN, format!("the snapshot's checksum is intact but it does not decode: {e}")))?;
-    snapshot.state.reindex();
     Ok(snapshot)
 }
 

@@ -235,6 +235,13 @@ impl Cluster {
         Cluster { dir, nodes, inventory, operator, reader, known_hosts: known }
     }
 
+    /// Sets the inventory's consensus settings (before the nodes start).
+    pub fn set_consensus(&self, consensus: Value) {
+        let mut doc: Value = serde_json::from_str(&fs::read_to_string(&self.inventory).unwrap()).unwrap();
+        doc["consensus"] = consensus;
+        fs::write(&self.inventory, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    }
+
     /// `prepare(n)`, every node started and serving, and one leader elected.
     pub fn start(n: u64) -> Cluster {
         let mut cluster = Cluster::prepare(n);
