@@ -269,8 +269,8 @@ fn planned_step_down_moves_leadership_to_the_named_node() {
     assert_eq!(out.json()["leader"].as_u64(), Some(leader), "{}", out.show());
     assert_eq!(cluster.wait_for_leader().0, leader);
     let out = cluster.cli(&["step-down", "--to", "9"]);
-    assert_eq!(out.code, Some(1), "{}", out.show());
-    assert!(out.stderr.contains("node 9 is not a proposer"), "{}", out.show());
+    assert_eq!(out.code, Some(2), "a usage error: {}", out.show());
+    assert!(out.stderr.contains("node 9 is not a member of this cluster (members: 1, 2, 3)"), "{}", out.show());
     assert_eq!(cluster.wait_for_leader().0, leader);
     let ids: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
     cluster.wait_applied(&ids, slot + 1);

@@ -93,6 +93,8 @@ async fn a_panicking_command_still_ends_its_channel() {
     let client = connect(&f, &f.operator).await.unwrap();
     let out = tokio::time::timeout(WAIT, client.run("paxos panic")).await.expect("the channel must end").unwrap();
     assert_eq!(out.exit_status, Some(70));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("paxos: internal error:") && stderr.contains("the node keeps serving"), "{stderr}");
     // The connection is still usable.
     let out = client.run("paxos status").await.unwrap();
     assert_eq!(out.exit_status, Some(0));

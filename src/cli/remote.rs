@@ -2,7 +2,9 @@
 //! `status` asks every node and prints one row each; other commands go to
 //! the first node that answers, and move on to the next node when one is
 //! down or has no leader. Mutations carry a request id, so a retry on
-//! another node is answered, not applied twice.
+//! another node is answered, not applied twice. A node's answer, usage
+//! errors included, is final; a read whose node died under it is not
+//! carried to the next node (it could be what killed the first).
 
 use crate::cluster::{Inventory, NodeEntry};
 use crate::keys;
@@ -63,7 +65,7 @@ pub async fn run(cluster: &Path, identity: &Path, words: Vec<String>) -> anyhow:
         OpsCommand::Watch { .. } => watch(&target, &invocation.line).await,
         ref command => {
             let line = with_request_id(command, &invocation.line);
-            run_anywhere(&target, &line).await
+            run_anywhere(&target, &line, command.is_read_only()).await
         }
     }
 }
@@ -82,7 +84,7 @@ fn with_request_id(command: &OpsCommand, line: &str) -> String {
 }
 
 /// Run on the first node that can answer; print its output; exit with its status.
-async fn run_anywhere(target: &Target, line: &str) -> anyhow::Result<u8> {
+async fn run_anywhere(target: &Target, line: &str, read_only: bool) -> anyhow::Result<u8> {
     let mut last_error = String::from("the inventory lists no nodes");
     let mut unavailable = None;
     for node in &target.inventory.nodes {
@@ -102,12 +104,25 @@ async fn run_anywhere(target: &Target, line: &str) -> anyhow::Result<u8> {
         };
         let Some(code) = output.exit_status else {
             // The node died or the connection broke before the command
-            // finished. Reads are harmless to repeat and mutations carry a
-            // request id, so the next node answers rather than re-applies;
-            // a step-down is asked again of whoever leads now.
-            last_error = format!("node {} closed the connection before answering", node.id);
+            // finished. A mutation carries a request id, so the next node
+            // answers it rather than applying it twice (a step-down is asked
+            // again of whoever leads now): that is what failover needs. A
+            // read is not carried on: if the read itself is what stopped
+            // the node, the next node would die of it too.
+            let cut_off = format!("node {} closed the connection before answering", node.id);
+            if read_only {
+                std::io::stdout().write_all(&output.stdout)?;
+                eprintln!(
+                    "paxos: {cut_off}; a read is not carried to another node in case the command itself stopped \
+                     this one: check the node (`paxos status`), then run the command again"
+                );
+                return Ok(EXIT_UNAVAILABLE as u8);
+            }
+            last_error = cut_off;
             continue;
         };
+        // Only "unavailable" moves on; every other status (usage, denied,
+        // failed, internal error) is the answer, whichever node gives it.
         if code == EXIT_UNAVAILABLE as u32 {
             // No leader from there (or it is stepping down): try the next node.
             unavailable = Some(output);

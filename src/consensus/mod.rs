@@ -389,10 +389,16 @@ impl Replica {
         &self.kv
     }
 
-    /// Decided entries from `from` (clamped to what memory holds), at most `limit`.
+    /// Decided entries from `from` (clamped to what memory holds), at most
+    /// `limit`; none when `from` is at or past the commit index. Operators
+    /// choose `from`, so every value must give an answer, never a panic.
     pub fn decided_entries(&self, from: Slot, limit: usize) -> Vec<AppliedEntry> {
+        let start = from.max(self.log_start);
+        if start >= self.commit_index {
+            return Vec::new();
+        }
         self.log
-            .range(from.max(self.log_start)..self.commit_index)
+            .range(start..self.commit_index)
             .take(limit)
             .map(|(slot, s)| AppliedEntry { slot: *slot, entry: s.entry.clone() })
             .collect()
@@ -406,5 +412,20 @@ impl Replica {
     /// The answer already recorded for a client command, if any.
     pub fn cached_result(&self, client: ClientId, seq: u64) -> Option<OpResult> {
         self.kv.cached(client, seq).map(|(result, _)| result)
+    }
+}
+
+#[cfg(test)]
+mod decided_entries_tests {
+    use super::*;
+
+    #[test]
+    fn any_start_slot_gives_an_answer_not_a_panic() {
+        let members = BTreeMap::from([(1, config::Roles::default())]);
+        let replica = Replica::new(Config::new(1, members), 7, Recovered::default()).expect("replica");
+        assert_eq!(replica.commit_index(), 0);
+        for from in [0, 1, 5, u64::MAX - 1, u64::MAX] {
+            assert!(replica.decided_entries(from, 10).is_empty(), "from {from}");
+        }
     }
 }

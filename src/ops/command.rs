@@ -157,6 +157,14 @@ pub const COMMANDS: &[CommandHelp] = &[
     CommandHelp { name: "help", usage: "paxos help [COMMAND] [--json]", summary: "this list", read_only: true },
 ];
 
+/// The largest slot an operator may name: 2^53 - 1, the largest integer
+/// every JSON reader keeps exact. A log this long is millennia away, so a
+/// larger number is a typo or an attack, refused before it reaches the node.
+pub const MAX_SLOT: Slot = (1 << 53) - 1;
+
+/// The largest node id an operator may name (inventories use small ids).
+pub const MAX_NODE_ID: NodeId = (1 << 53) - 1;
+
 const GENERAL_USAGE: &str = "paxos COMMAND [ARGS...] [--json]; `paxos help` lists commands";
 
 pub fn command_help(name: &str) -> Option<&'static CommandHelp> {
@@ -270,17 +278,17 @@ enum Words {
         request: Option<RequestId>,
     },
     Log {
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=MAX_SLOT))]
         from: Option<Slot>,
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
         limit: u64,
     },
     Watch {
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=MAX_SLOT))]
         from: Option<Slot>,
     },
     StepDown {
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_NODE_ID))]
         to: Option<NodeId>,
     },
     Metrics,
@@ -294,7 +302,7 @@ fn usage_of(name: Option<&str>) -> String {
     name.and_then(command_help).map_or(GENERAL_USAGE, |c| c.usage).to_owned()
 }
 
-fn usage_error(name: Option<&str>, message: impl Into<String>) -> UsageError {
+pub(super) fn usage_error(name: Option<&str>, message: impl Into<String>) -> UsageError {
     UsageError { message: message.into(), usage: usage_of(name) }
 }
 

@@ -1,14 +1,22 @@
 //! Running commands: one line at a time (`run_line`, `execute`: the SSH
-//! subsystem and the CLI) or many over one channel (`run_console`).
+//! subsystem and the CLI); the console (`super::console`) runs many.
+//!
+//! A command that panics ends as an internal error of that command alone:
+//! the panic is caught here, logged, and answered like any other error, so
+//! one bad command never takes a console, let alone the node, with it.
 
 use super::api::{LogEntry, NodeApi};
 use super::audit::{AuditLog, AuditRecord, rfc3339};
-use super::command::{Invocation, OpsCommand, parse};
+use super::command::{Invocation, OpsCommand, parse, usage_error};
 use super::render::{Answer, LeaderInfo, entry_json, entry_text};
 use super::{EXIT_OK, OpsError, Role, authorize};
+// The console moved to its own module; callers still find it here.
+pub use super::console::run_console;
 use crate::state_machine::{Op, OpResult};
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
 use std::time::SystemTime;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Who is asking, and what they are asking.
 pub struct Context<'a> {
@@ -46,7 +54,7 @@ where
     W: AsyncWrite + Unpin + ?Sized,
     E: AsyncWrite + Unpin + ?Sized,
 {
-    match answer(ctx, invocation, out, false).await {
+    match answer_contained(ctx, invocation, out, false).await {
         Ok(()) => EXIT_OK,
         Err(e) => report(&e, invocation.json, out, err).await,
     }
@@ -61,46 +69,59 @@ where
     if json && !matches!(e, OpsError::Output(_)) {
         let _ = write_flush(out, &format!("{}\n", e.to_json())).await;
     }
-    let _ = write_flush(err, &format!("paxos: {e}\n")).await;
+    let _ = write_flush(err, &format!("paxos: {}\n", escape_controls(&e.to_string()))).await;
     e.exit_code()
+}
+
+/// `text` with control characters (C0, DEL, C1) and the bidirectional
+/// overrides shown as escapes (`\x1b`, `\u{202e}`), so stored bytes cannot
+/// drive the reader's terminal. Text output is for people; `--json` carries
+/// values exactly.
+pub fn escape_controls(text: &str) -> String {
+    let hostile = |c: char| {
+        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(hostile) {
+        return text.to_owned();
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if (c as u32) < 0x80 && hostile(c) => shown.push_str(&format!("\\x{:02x}", c as u32)),
+            c if hostile(c) => shown.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => shown.push(c),
+        }
+    }
+    shown
+}
+
+/// `answer`, with a panic caught and turned into `OpsError::Internal`.
+pub(super) async fn answer_contained<W>(
+    ctx: &Context<'_>,
+    invocation: &Invocation,
+    out: &mut W,
+    in_console: bool,
+) -> Result<(), OpsError>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    match AssertUnwindSafe(answer(ctx, invocation, out, in_console)).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_owned());
+            tracing::error!(command = %invocation.line, fingerprint = ctx.fingerprint, %reason, "operator command panicked; only that command was stopped");
+            Err(OpsError::Internal { command: invocation.command.name(), reason })
+        }
+    }
 }
 
 async fn write_flush<W: AsyncWrite + Unpin + ?Sized>(out: &mut W, text: &str) -> std::io::Result<()> {
     out.write_all(text.as_bytes()).await?;
     out.flush().await
-}
-
-/// Run commands from `input`, one per line, until it ends. Each answer is
-/// written to `out`; with `json` (or `--json` on a line) every answer,
-/// errors included, is exactly one line, so a client can pipeline requests
-/// and match answers by order. Blank lines and lines starting with `#` are
-/// skipped without an answer. Only an I/O error ends the session early.
-pub async fn run_console<R, W>(ctx: &Context<'_>, json: bool, input: R, out: &mut W) -> std::io::Result<()>
-where
-    R: AsyncBufRead + Unpin,
-    W: AsyncWrite + Unpin + ?Sized,
-{
-    let mut lines = input.lines();
-    while let Some(line) = lines.next_line().await? {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (result, json) = match parse(line) {
-            Ok(mut invocation) => {
-                invocation.json |= json;
-                (answer(ctx, &invocation, out, true).await, invocation.json)
-            }
-            Err(e) => (Err(OpsError::Usage(e)), json || line.split_whitespace().any(|w| w == "--json")),
-        };
-        match result {
-            Ok(()) => {}
-            Err(OpsError::Output(e)) => return Err(e),
-            Err(e) if json => write_flush(out, &format!("{}\n", e.to_json())).await?,
-            Err(e) => write_flush(out, &format!("error: {e}\n")).await?,
-        }
-    }
-    Ok(())
 }
 
 fn audit(ctx: &Context<'_>, invocation: &Invocation, outcome: String) {
@@ -182,6 +203,14 @@ where
         }
         OpsCommand::Watch { from } => return watch(ctx, *from, invocation.json, out).await,
         OpsCommand::StepDown { to } => {
+            if let Some(to) = to {
+                let members = api.members().await;
+                if !members.iter().any(|m| m.id == *to) {
+                    let ids: Vec<String> = members.iter().map(|m| m.id.to_string()).collect();
+                    let message = format!("node {to} is not a member of this cluster (members: {})", ids.join(", "));
+                    return Err(usage_error(Some("step-down"), message).into());
+                }
+            }
             let result = api.step_down(*to).await.map_err(OpsError::from);
             audit(ctx, invocation, outcome(&result, |leader| format!("ok leader={leader}")));
             Answer::SteppedDown { leader: result? }

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod audit;
 pub mod command;
+pub mod console;
 pub mod exec;
 pub mod render;
 
@@ -17,7 +18,8 @@ pub use api::{
 };
 pub use audit::AuditLog;
 pub use command::{COMMANDS, CommandHelp, Invocation, OpsCommand, UsageError, parse};
-pub use exec::{Context, execute, run_console, run_line};
+pub use console::{MAX_LINE_BYTES, run_console};
+pub use exec::{Context, escape_controls, execute, run_line};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -34,6 +36,9 @@ pub const EXIT_DENIED: i32 = 3;
 /// No leader, not the leader, timed out or shutting down: retry (a mutation
 /// with the same request id), here later or on another node.
 pub const EXIT_UNAVAILABLE: i32 = 4;
+/// The command failed inside the node (a bug, e.g. a panic, caught and
+/// logged); the node keeps serving. sysexits' EX_SOFTWARE.
+pub const EXIT_INTERNAL: i32 = 70;
 
 /// What an authenticated operator key may do. The SSH layer maps its
 /// principal to one of these (peers never reach operator commands).
@@ -91,12 +96,22 @@ pub enum OpsError {
     NotHere(String),
     #[error("cannot write the answer: {0}")]
     Output(#[from] std::io::Error),
+    /// Console input that is not a line of text (too long, not UTF-8).
+    #[error("{0}")]
+    Input(String),
+    /// The command failed inside the node; it was stopped and logged.
+    #[error(
+        "internal error: `{command}` failed inside the node ({reason}); only this command was stopped and the node \
+         keeps serving; the node's log has the details"
+    )]
+    Internal { command: &'static str, reason: String },
 }
 
 impl OpsError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            OpsError::Usage(_) | OpsError::NotHere(_) => EXIT_USAGE,
+            OpsError::Usage(_) | OpsError::NotHere(_) | OpsError::Input(_) => EXIT_USAGE,
+            OpsError::Internal { .. } => EXIT_INTERNAL,
             OpsError::Denied(_) => EXIT_DENIED,
             OpsError::Node(e) if e.is_retryable() => EXIT_UNAVAILABLE,
             OpsError::Node(_) | OpsError::StaleRequest { .. } | OpsError::Output(_) => EXIT_FAILED,
@@ -114,6 +129,8 @@ impl OpsError {
             }
             OpsError::NotHere(_) => serde_json::json!({"kind": "not_here"}),
             OpsError::Output(_) => serde_json::json!({"kind": "output"}),
+            OpsError::Input(_) => serde_json::json!({"kind": "input"}),
+            OpsError::Internal { .. } => serde_json::json!({"kind": "internal"}),
         };
         error["message"] = self.to_string().into();
         serde_json::json!({ "error": error })

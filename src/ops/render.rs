@@ -5,6 +5,7 @@
 use super::Role;
 use super::api::{LogEntry, MemberInfo, NodeStatus, ReadValue, Submitted};
 use super::command::{COMMANDS, CommandHelp, command_help};
+use super::exec::escape_controls;
 use crate::consensus::ballot::NodeId;
 use crate::state_machine::{Command, Entry, Op, OpResult, Slot};
 use serde_json::{Value, json};
@@ -64,9 +65,9 @@ pub fn duration_text(ms: u64) -> String {
 
 fn op_text(command: &Command) -> String {
     let op = match &command.op {
-        Op::Put { key, value } => format!("put {key} {value:?}"),
-        Op::Delete { key } => format!("delete {key}"),
-        Op::Cas { key, expected, new } => format!("cas {key} {} -> {new:?}", shown(expected)),
+        Op::Put { key, value } => format!("put {} {value:?}", escape_controls(key)),
+        Op::Delete { key } => format!("delete {}", escape_controls(key)),
+        Op::Cas { key, expected, new } => format!("cas {} {} -> {new:?}", escape_controls(key), shown(expected)),
         Op::Propose { value } => format!("propose {value:?}"),
     };
     format!("{op} [{}:{}]", command.client, command.seq)
@@ -88,7 +89,7 @@ pub fn entry_json(entry: &LogEntry) -> Value {
 }
 
 fn result_text(key: Option<&str>, submitted: &Submitted) -> String {
-    let key = key.unwrap_or("?");
+    let key = escape_controls(key.unwrap_or("?"));
     let what = match &submitted.result {
         OpResult::Proposed { slot } => format!("proposed in slot {slot}"),
         OpResult::Put { previous: None } => format!("{key} set (it was absent)"),
@@ -192,8 +193,9 @@ impl Answer {
             }
             Answer::Members(members) => members_text(members),
             Answer::Submitted { key, submitted } => format!("{}\n", result_text(key.as_deref(), submitted)),
-            // The bare value, so `$(paxos get k)` is the value; absent prints nothing.
-            Answer::Value { read: ReadValue { value: Some(v), .. }, .. } => format!("{v}\n"),
+            // The bare value, so `$(paxos get k)` is the value; absent prints
+            // nothing. Control bytes are escaped for the terminal's sake.
+            Answer::Value { read: ReadValue { value: Some(v), .. }, .. } => format!("{}\n", escape_controls(v)),
             Answer::Value { read: ReadValue { value: None, .. }, .. } => String::new(),
             Answer::Log { entries, .. } => entries.iter().map(|e| entry_text(e) + "\n").collect(),
             Answer::SteppedDown { leader } => format!("leadership handed to node {leader}\n"),

@@ -31,7 +31,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
@@ -273,14 +273,17 @@ impl<M: DeserializeOwned + Send + 'static> Connection<M> {
         session.channel_success(id)?;
         info!("{} runs {command_line:?} on node {}", self.who(), self.shared.node);
         let (read, write) = channel.split();
+        // The pump must know when the output waits (see `stdin`).
+        let (input, gauge) = stdin::spawn_pump(read);
         let op = OperatorSession {
             principal,
             fingerprint: self.key_fingerprint.clone(),
             command_line: command_line.to_string(),
-            stdin: Box::new(stdin::spawn_pump(read)),
-            stdout: Box::new(write.make_writer()),
-            stderr: Box::new(write.make_writer_ext(Some(1))),
+            stdin: Box::new(input),
+            stdout: Box::new(gauge.wrap(write.make_writer())),
+            stderr: Box::new(gauge.wrap(write.make_writer_ext(Some(1)))),
         };
+        let mut panic_report = write.make_writer_ext(Some(1));
         let running = self.shared.ops.run(op);
         let what = format!("{command_line:?} for {}", self.who());
         tokio::spawn(async move {
@@ -289,7 +292,10 @@ impl<M: DeserializeOwned + Send + 'static> Connection<M> {
             let status = match AssertUnwindSafe(running).catch_unwind().await {
                 Ok(status) => status,
                 Err(_) => {
-                    error!("operator command {what} panicked");
+                    error!("operator command {what} panicked; the node keeps serving");
+                    let note = b"paxos: internal error: the command failed inside the node and was stopped; \
+                                 the node keeps serving and its log has the details\n";
+                    let _ = panic_report.write_all(note).await;
                     EXIT_SOFTWARE
                 }
             };

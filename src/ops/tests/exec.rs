@@ -125,7 +125,8 @@ async fn failures_exit_non_zero_with_one_line_on_stderr() {
             EXIT_FAILED,
             "storage failure: disk full",
         ),
-        ("step-down --to 9", None, EXIT_FAILED, "cannot hand over leadership: node 9 is not a member"),
+        ("step-down --to 9", None, EXIT_USAGE, "node 9 is not a member of this cluster (members: 1, 2, 3)"),
+        ("step-down --to 1", None, EXIT_FAILED, "cannot hand over leadership: node 1 is already the leader"),
         ("console", None, EXIT_USAGE, "a console is a whole session"),
     ];
     for (line, error, code, message) in table {

@@ -2,6 +2,7 @@
 //! runtime (the real runtime gets its own integration tests).
 
 mod command;
+mod console;
 mod exec;
 mod render;
 
@@ -31,6 +32,8 @@ pub struct FakeState {
     pub submitted: Vec<(Op, Option<RequestId>)>,
     pub reads: Vec<(String, bool)>,
     pub log_requests: Vec<(u64, u64)>,
+    /// `log` panics (a stand-in for any bug in a command's path).
+    pub log_panics: bool,
 }
 
 impl FakeNode {
@@ -47,12 +50,13 @@ impl FakeNode {
                 submitted: Vec::new(),
                 reads: Vec::new(),
                 log_requests: Vec::new(),
+                log_panics: false,
             }),
         }
     }
 
     pub fn with<T>(&self, f: impl FnOnce(&mut FakeState) -> T) -> T {
-        f(&mut self.state.lock().unwrap())
+        f(&mut self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 }
 
@@ -133,6 +137,7 @@ impl NodeApi for FakeNode {
     fn log(&self, from: u64, limit: u64) -> BoxFuture<'_, Result<Vec<LogEntry>, NodeError>> {
         let entries = self.with(|s| {
             s.log_requests.push((from, limit));
+            assert!(!s.log_panics, "log asked to panic");
             s.log.iter().filter(|e| e.slot >= from).take(limit as usize).cloned().collect()
         });
         Box::pin(async move { Ok(entries) })
