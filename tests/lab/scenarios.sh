@@ -93,16 +93,16 @@ scenario_partition() {
     stop_writer
     gap=$(longest_gap "$WORK/writes-partition.log")
     # The cut-off node's answer decides what may happen to that write later:
-    # "outcome unknown" allows it to commit after healing; a definite
-    # refusal does not (a command reported as failed must never commit).
+    # "outcome unknown" (a leader had it) allows it to commit after healing;
+    # "nothing was applied" / "will not be applied" (withdrawn) never does.
     local later
     later=$(paxos_cli get cut-off-write 2>&1 || true)
     if [[ $later == lost ]]; then
-        if ((cut_rc == 1)) && grep -qi 'not applied' <<<"$cut_answer"; then
+        if grep -qiE 'nothing was applied|will not be applied|not applied' <<<"$cut_answer"; then
             fail "the write the cut-off node refused (exit $cut_rc: $cut_answer) was applied after healing"
         fi
-        # Exit 4 (unavailable: retry) or a killed client does not claim the
-        # command was dropped; the CLI gave it a request id, so a retry is safe.
+        # Outcome unknown, or a client killed by the timeout: the command may
+        # commit; the CLI gave it a request id, so a retry is safe.
         later="applied after healing; its answer had been exit $cut_rc: $cut_answer"
     else
         later="never applied (exit $cut_rc: $cut_answer)"
