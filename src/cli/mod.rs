@@ -41,6 +41,8 @@ pub enum Command {
     Simulate(local::SimulateArgs),
     /// Drive a running cluster with concurrent clients and print throughput and latency.
     Bench(bench::BenchArgs),
+    /// Run a local 3-node cluster under concurrent clients and injected faults; check the history.
+    Nemesis(crate::nemesis::NemesisArgs),
     /// Any operator command, sent over SSH (see the list below).
     #[command(external_subcommand)]
     Ops(Vec<String>),
@@ -54,6 +56,7 @@ pub fn main() -> ExitCode {
         Command::Keygen(args) => local::keygen(args),
         Command::Simulate(args) => local::simulate(args),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(&cli.cluster, &cli.identity, args))),
+        Command::Nemesis(args) => runtime().and_then(|rt| rt.block_on(crate::nemesis::cli(args))),
         Command::Ops(words) => runtime().and_then(|rt| rt.block_on(remote::run(&cli.cluster, &cli.identity, words))),
     };
     match code {
