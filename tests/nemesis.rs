@@ -73,3 +73,31 @@ fn bad_arguments_are_refused_with_what_to_change() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--duration"), "{out:?}");
 }
+
+#[test]
+fn a_recorded_history_with_a_stale_read_fails_the_check_command() {
+    let dir = tempfile::Builder::new().prefix("paxos-nemesis-check-").tempdir().expect("temp dir");
+    let line = |i: u64, rest: &str| format!(r#"{{"index":{i},"time":{},{rest}}}"#, i * 1000);
+    let good = [
+        line(0, r#""process":0,"type":"invoke","f":"write","key":"k0","value":"a""#),
+        line(1, r#""process":0,"type":"ok","f":"write","key":"k0","value":"a","result":{"previous":null}"#),
+        line(2, r#""process":0,"type":"invoke","f":"write","key":"k0","value":"b""#),
+        line(3, r#""process":0,"type":"ok","f":"write","key":"k0","value":"b","result":{"previous":"a"}"#),
+        line(4, r#""process":1,"type":"invoke","f":"read","key":"k0","value":null"#),
+    ];
+    let check = |name: &str, last: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{}\n{}\n", good.join("\n"), line(5, last))).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_paxos"))
+            .args(["nemesis", "--check"])
+            .arg(&path)
+            .output()
+            .expect("run paxos");
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, out) = check("fresh.jsonl", r#""process":1,"type":"ok","f":"read","key":"k0","value":"b""#);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = check("stale.jsonl", r#""process":1,"type":"ok","f":"read","key":"k0","value":"a""#);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("not linearizable"), "{out}");
+}
