@@ -68,7 +68,7 @@ fn bad_arguments_are_refused_with_what_to_change() {
         let e = args.plan(exe.clone()).expect_err(says).to_string();
         assert!(e.contains(says), "{e}");
     }
-    assert!("partition".parse::<FaultKind>().unwrap_err().contains("kill, pause and transfer"));
+    assert!("partition".parse::<FaultKind>().unwrap_err().contains("kill, pause and transfer, and wipe"));
     let out = std::process::Command::new(&exe).args(["nemesis", "--duration", "0"]).output().expect("run paxos");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--duration"), "{out:?}");

@@ -23,6 +23,7 @@ pub struct NodeProcess {
     pub id: u64,
     pub config: PathBuf,
     pub log: PathBuf,
+    pub data_dir: PathBuf,
     child: Option<Child>,
     paused: bool,
 }
@@ -114,7 +115,8 @@ impl LocalCluster {
             });
             write(&config, &node_config.to_string())?;
             let log = dir.join(format!("node{id}.log"));
-            nodes.push(NodeProcess { id, config, log, child: None, paused: false });
+            let data_dir = dir.join(format!("node{id}"));
+            nodes.push(NodeProcess { id, config, log, data_dir, child: None, paused: false });
         }
         let (operator, operator_public) = key("operator")?;
         let doc = serde_json::json!({
@@ -187,6 +189,20 @@ impl LocalCluster {
         }
         node.paused = false;
         Ok(())
+    }
+
+    /// Deletes a stopped node's data directory (the lost-disk fault).
+    pub fn wipe(&mut self, id: u64) -> Result<(), NemesisError> {
+        let node = self.node_mut(id)?;
+        if node.child.is_some() {
+            return Err(NemesisError::Setup(format!("node {id} must be stopped before its data is wiped")));
+        }
+        match fs::remove_dir_all(&node.data_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(NemesisError::Setup(format!("wiping {}: {e}", node.data_dir.display())))
+            }
+            _ => Ok(()),
+        }
     }
 
     pub fn pause(&mut self, id: u64) -> Result<(), NemesisError> {

@@ -25,10 +25,16 @@ pub enum FaultKind {
     Pause,
     /// `step-down` on the leader: a leadership transfer.
     Transfer,
+    /// kill -9 a node, delete its data directory, restart it empty. Opt-in:
+    /// a known open defect (an acceptor that forgot its votes may lose
+    /// acknowledged writes), never in the default set.
+    Wipe,
 }
 
 impl FaultKind {
+    /// The default set: faults the cluster must survive today.
     pub const ALL: [FaultKind; 3] = [FaultKind::Kill, FaultKind::Pause, FaultKind::Transfer];
+    const KNOWN: [FaultKind; 4] = [FaultKind::Kill, FaultKind::Pause, FaultKind::Transfer, FaultKind::Wipe];
 }
 
 impl fmt::Display for FaultKind {
@@ -37,6 +43,7 @@ impl fmt::Display for FaultKind {
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
             FaultKind::Transfer => "transfer",
+            FaultKind::Wipe => "wipe",
         })
     }
 }
@@ -45,10 +52,10 @@ impl FromStr for FaultKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<FaultKind, String> {
-        FaultKind::ALL
+        FaultKind::KNOWN
             .into_iter()
             .find(|k| k.to_string() == s)
-            .ok_or_else(|| format!("unknown fault {s:?}; the faults are kill, pause and transfer"))
+            .ok_or_else(|| format!("unknown fault {s:?}; the faults are kill, pause and transfer, and wipe (opt-in)"))
     }
 }
 
@@ -144,6 +151,16 @@ pub async fn run(
                 let node = nodes[rng.between(0, nodes.len() as u64 - 1) as usize];
                 let time = history.record(nemesis_note(F::Kill, node, None));
                 cluster.kill(node)?;
+                hold(held, schedule.stop_at).await;
+                cluster.spawn(node)?;
+                history.record(nemesis_note(F::Restart, node, None));
+                Some(Fault { kind, node, time })
+            }
+            (FaultKind::Wipe, _) => {
+                let node = nodes[rng.between(0, nodes.len() as u64 - 1) as usize];
+                let time = history.record(nemesis_note(F::Wipe, node, None));
+                cluster.kill(node)?;
+                cluster.wipe(node)?;
                 hold(held, schedule.stop_at).await;
                 cluster.spawn(node)?;
                 history.record(nemesis_note(F::Restart, node, None));

@@ -41,6 +41,7 @@ pub enum F {
     Pause,
     Resume,
     Transfer,
+    Wipe,
 }
 
 impl F {

@@ -51,7 +51,7 @@ pub struct NemesisArgs {
     /// Keys k0..kN-1 the clients share.
     #[arg(long, default_value_t = 5)]
     pub keys: u64,
-    /// Faults to inject, comma-separated: kill, pause, transfer.
+    /// Faults to inject, comma-separated: kill, pause, transfer; and wipe (opt-in: deletes a node's data).
     #[arg(long, value_delimiter = ',', default_value = "kill,pause,transfer")]
     pub faults: Vec<FaultKind>,
     /// Mean seconds between one fault's recovery and the next fault.
