@@ -150,7 +150,19 @@ impl LocalCluster {
         }
         let failed = |e: std::io::Error| NemesisError::Setup(format!("starting node {id}: {e}"));
         let log = fs::OpenOptions::new().create(true).append(true).open(&node.log).map_err(failed)?;
-        let child = Command::new(exe)
+        let mut command = Command::new(exe);
+        // The signal follows the spawning thread: `run` and the nemesis run
+        // on the thread that calls `block_on`, never on a spawned task.
+        // SAFETY: prctl(2) is async-signal-safe; it only asks the kernel to
+        // SIGKILL this node if the harness dies, so an aborted run leaves no
+        // daemons behind.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command
             .arg("serve")
             .arg("--config")
             .arg(&node.config)
