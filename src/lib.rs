@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cluster;
 pub mod consensus;
 pub mod keys;
+pub mod nemesis;
 pub mod node;
 pub mod ops;
 pub mod sim;

@@ -44,6 +44,8 @@ pub enum Command {
     SshConfig(ssh_config::SshConfigArgs),
     /// Drive a running cluster with concurrent clients and print throughput and latency.
     Bench(bench::BenchArgs),
+    /// Run a local 3-node cluster under concurrent clients and injected faults; check the history.
+    Nemesis(crate::nemesis::NemesisArgs),
     /// Any operator command, sent over SSH (see the list below).
     #[command(external_subcommand)]
     Ops(Vec<String>),
@@ -58,6 +60,7 @@ pub fn main() -> ExitCode {
         Command::Simulate(args) => local::simulate(args),
         Command::SshConfig(args) => ssh_config::run(&cli.cluster, &cli.identity, args),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(&cli.cluster, &cli.identity, args))),
+        Command::Nemesis(args) => runtime().and_then(|rt| rt.block_on(crate::nemesis::cli(args))),
         Command::Ops(words) => runtime().and_then(|rt| rt.block_on(remote::run(&cli.cluster, &cli.identity, words))),
     };
     match code {
