@@ -99,15 +99,16 @@ impl LocalCluster {
         };
         let inventory_path = dir.join("cluster.json");
         let salt = seed ^ u64::from(std::process::id()).wrapping_mul(7919);
-        let (mut entries, mut nodes, mut ports) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut entries, mut nodes, mut ports) = (serde_json::Map::new(), Vec::new(), Vec::new());
         for id in 1..=n {
             let (key_path, public) = key(&format!("node{id}"))?;
             let port = free_port(salt.wrapping_add(id * 104_729), &ports)?;
             ports.push(port);
-            entries.push(serde_json::json!({
-                "id": id, "name": format!("node{id}"), "host": "127.0.0.1", "port": port,
-                "host_key": keys::public_line(&public),
-            }));
+            entries.insert(
+                format!("node{id}"),
+                serde_json::json!({"ansible_host": "127.0.0.1", "paxos_id": id, "paxos_port": port,
+                                   "paxos_host_key": keys::public_line(&public)}),
+            );
             let config = dir.join(format!("node{id}.json"));
             let node_config = serde_json::json!({
                 "id": id, "listen": format!("127.0.0.1:{port}"), "data_dir": dir.join(format!("node{id}")),
@@ -119,10 +120,10 @@ impl LocalCluster {
             nodes.push(NodeProcess { id, config, log, data_dir, child: None, paused: false });
         }
         let (operator, operator_public) = key("operator")?;
-        let doc = serde_json::json!({
-            "cluster": "nemesis", "tick_ms": 10, "nodes": entries,
-            "operators": [keys::public_line(&operator_public)],
-        });
+        let doc = serde_json::json!({"all": {"hosts": entries, "vars": {
+            "paxos_cluster": "nemesis", "paxos_tick_ms": 10,
+            "paxos_operators": [keys::public_line(&operator_public)],
+        }}});
         write(&inventory_path, &serde_json::to_string_pretty(&doc).unwrap_or_default())?;
         let inventory = Inventory::load(&inventory_path).map_err(|e| NemesisError::Setup(e.to_string()))?;
         let identity = keys::load_private(&operator).map_err(|e| NemesisError::Setup(e.to_string()))?;
