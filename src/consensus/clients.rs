@@ -81,7 +81,7 @@ impl Replica {
         let handed_off = self.clients.pending.get(&key).is_some_and(|p| p.handed_off);
         let proposed = match &mut self.role {
             super::election::Role::Leader(ls) if ls.queued.contains(&key) => {
-                let waiting = ls.queue.iter().position(|c| (c.client, c.seq) == key);
+                let waiting = ls.queue.iter().position(|(c, _)| (c.client, c.seq) == key);
                 match waiting {
                     Some(i) => {
                         ls.queue.remove(i);

@@ -25,8 +25,9 @@ pub(crate) struct LeaderState {
     pub next_slot: Slot,
     pub in_flight: BTreeMap<Slot, Proposal>,
     /// Commands waiting for a slot, and the ids of every command queued or
-    /// in flight, so a retried command is not proposed twice.
-    pub queue: VecDeque<Command>,
+    /// in flight, so a retried command is not proposed twice. Each queued
+    /// command carries its `wire_len`, measured once when it is queued.
+    pub queue: VecDeque<(Command, usize)>,
     pub queued: BTreeSet<(ClientId, u64)>,
     /// Tick of the last reply from each member in this ballot.
     pub last_ack: BTreeMap<NodeId, u64>,
@@ -100,7 +101,8 @@ impl Replica {
         self.reads_on_become_leader();
         for slot in start..next_slot {
             let entry = values.remove(&slot).map_or(Entry::Noop, |(_, e)| e);
-            self.propose(slot, entry);
+            let bytes = entry.wire_len();
+            self.propose(slot, entry, bytes);
         }
         self.known_commit = self.known_commit.max(ahead_commit);
         if ahead_commit > self.commit_index && ahead != self.id() {
@@ -121,12 +123,12 @@ impl Replica {
 
     /// Phase 2a for one slot, to every acceptor (this node included, through
     /// the runtime's loopback, so its own vote is durable before it counts).
-    fn propose(&mut self, slot: Slot, entry: Entry) {
+    /// `bytes` is `entry.wire_len()`, which the caller has at hand.
+    fn propose(&mut self, slot: Slot, entry: Entry, bytes: usize) {
         let now = self.now;
         let commit_index = self.commit_index;
         let Some(ls) = self.leader_state() else { return };
         let ballot = ls.ballot;
-        let bytes = entry.wire_len();
         ls.in_flight.insert(slot, Proposal { entry: entry.clone(), votes: BTreeSet::new(), sent_at: now, bytes });
         ls.next_slot = ls.next_slot.max(slot + 1);
         let accept = Accept { ballot, slot, entry, commit_index };
@@ -139,14 +141,16 @@ impl Replica {
     pub(super) fn leader_enqueue(&mut self, command: Command) {
         // Refused at submission; a forwarded one can only come from a node
         // configured with a larger limit, and must not wedge the pipeline.
-        if self.kv.cached(command.client, command.seq).is_some()
-            || command.wire_len() > self.cfg.tuning.max_command_bytes
-        {
+        if self.kv.cached(command.client, command.seq).is_some() {
+            return;
+        }
+        let bytes = command.wire_len();
+        if bytes > self.cfg.tuning.max_command_bytes {
             return;
         }
         let Some(ls) = self.leader_state() else { return };
         if ls.queued.insert((command.client, command.seq)) {
-            ls.queue.push_back(command);
+            ls.queue.push_back((command, bytes));
         }
     }
 
@@ -168,8 +172,8 @@ impl Replica {
             let in_flight: usize = ls.in_flight.values().map(|p| p.bytes).sum();
             let budget = batch_bytes.min(window_bytes.saturating_sub(in_flight));
             let (mut take, mut bytes) = (0, 0);
-            for command in ls.queue.iter().take(max_batch) {
-                let len = command.wire_len();
+            for (_, len) in ls.queue.iter().take(max_batch) {
+                let len = *len;
                 if take > 0 && bytes + len > budget {
                     break;
                 }
@@ -179,9 +183,9 @@ impl Replica {
             if bytes > budget && !ls.in_flight.is_empty() {
                 return; // the window is full in bytes: wait for a slot to be chosen
             }
-            let commands: Vec<Command> = ls.queue.drain(..take).collect();
+            let commands: Vec<Command> = ls.queue.drain(..take).map(|(command, _)| command).collect();
             let slot = ls.next_slot;
-            self.propose(slot, Entry::Batch { commands });
+            self.propose(slot, Entry::Batch { commands }, bytes);
         }
     }
 
