@@ -12,6 +12,7 @@ use crate::consensus::{AppliedEntry, ClientError, Input, Outputs, Replica, Reque
 use crate::ssh::peer::PeerLink;
 use crate::state_machine::{Command, Slot};
 use crate::storage::{Storage, StorageError};
+use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -152,8 +153,9 @@ impl<S: Storage> Runtime<S> {
                 r.reason
             );
         }
+        let mut last = None;
         for env in batch.send.into_iter().filter(|e| e.to != me) {
-            self.send(env);
+            self.send(env, &mut last);
         }
         // Answers need nothing of this batch's records: a command is applied
         // only once chosen, i.e. once a quorum has durably voted for it, and
@@ -184,21 +186,31 @@ impl<S: Storage> Runtime<S> {
             if env.to == me {
                 loopback.push(env);
             } else {
-                self.send(env);
+                self.send(env, &mut last);
             }
         }
         self.metrics.applied(batch.applied.len());
         Ok(loopback)
     }
 
-    fn send(&self, env: Envelope) {
-        match self.peers.get(&env.to) {
-            Some(link) => {
-                self.metrics.sent(env.msg.kind());
-                link.send(env.msg);
+    /// Queue `env` on its peer's link. `last` is the previous message sent
+    /// and its frame: a message the core addressed to several peers in a row
+    /// (an Accept or a Heartbeat to every member) is encoded once.
+    fn send(&self, env: Envelope, last: &mut Option<(Message, Bytes)>) {
+        let Some(link) = self.peers.get(&env.to) else {
+            warn!(to = env.to, kind = env.msg.kind(), "no link to that node; message dropped");
+            return;
+        };
+        self.metrics.sent(env.msg.kind());
+        let body = match last {
+            Some((msg, body)) if *msg == env.msg => body.clone(),
+            _ => {
+                let Some(body) = link.encode(&env.msg) else { return };
+                *last = Some((env.msg, body.clone()));
+                body
             }
-            None => warn!(to = env.to, kind = env.msg.kind(), "no link to that node; message dropped"),
-        }
+        };
+        link.send_frame(body);
     }
 }
 

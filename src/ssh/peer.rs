@@ -108,19 +108,31 @@ impl<M: Serialize + Send + 'static> PeerLink<M> {
         PeerLink { shared, peer }
     }
 
-    /// Encodes `msg` and queues it for the peer. Never blocks: when the
-    /// queue is full, in count or in bytes, the oldest queued messages are
-    /// dropped (and counted); a message too large for a frame is dropped
-    /// here, with an error naming it.
+    /// Encodes `msg` and queues it for the peer (see `send_frame`).
     pub fn send(&self, msg: M) {
-        let body = match frame::encode_message(&msg, self.shared.max_frame) {
-            Ok(body) => body,
+        if let Some(body) = self.encode(&msg) {
+            self.send_frame(body);
+        }
+    }
+
+    /// The frame body of `msg`, or `None` (counted as dropped, with an error
+    /// naming it) when it is too large for a frame. Lets a caller that sends
+    /// one message to several peers encode it once.
+    pub fn encode(&self, msg: &M) -> Option<Bytes> {
+        match frame::encode_message(msg, self.shared.max_frame) {
+            Ok(body) => Some(body),
             Err(e) => {
                 lock(&self.shared.stats).dropped += 1;
                 error!("dropping a message for peer {}: {e}", self.peer);
-                return;
+                None
             }
-        };
+        }
+    }
+
+    /// Queues an encoded frame body for the peer. Never blocks: when the
+    /// queue is full, in count or in bytes, the oldest queued messages are
+    /// dropped (and counted).
+    pub fn send_frame(&self, body: Bytes) {
         {
             let mut queue = lock(&self.shared.queue);
             let mut dropped = 0;
