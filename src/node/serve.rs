@@ -11,7 +11,7 @@ use crate::consensus::messages::Message;
 use crate::keys;
 use crate::ops::audit::AuditLog;
 use crate::ops::command::{OpsCommand, parse};
-use crate::ops::exec::{Context, run_console, run_line};
+use crate::ops::{Context, run_console, run_line};
 use crate::ops::{EXIT_DENIED, Role};
 use crate::ssh::frame::DEFAULT_MAX_FRAME;
 use crate::ssh::peer::{PeerLink, PeerLinkSettings};

@@ -10,8 +10,6 @@ use super::audit::{AuditLog, AuditRecord, rfc3339};
 use super::command::{Invocation, OpsCommand, parse, usage_error};
 use super::render::{Answer, LeaderInfo, entry_json, entry_text};
 use super::{EXIT_OK, OpsError, Role, authorize};
-// The console moved to its own module; callers still find it here.
-pub use super::console::run_console;
 use crate::state_machine::{Op, OpResult};
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;

@@ -218,10 +218,6 @@ impl Admission {
         Arc::new(Admission { limits, counts: Mutex::new(counts) })
     }
 
-    pub fn limits(&self) -> &ConnectionLimits {
-        &self.limits
-    }
-
     fn lock(&self) -> MutexGuard<'_, Counts> {
         // The counts stay consistent under a panic elsewhere: every update
         // is a few plain assignments.
@@ -294,10 +290,6 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    pub fn source(&self) -> Source {
-        self.source
-    }
-
     pub fn max_client_connections(&self) -> usize {
         self.admission.limits.max_client_connections
     }
