@@ -206,13 +206,15 @@ fn a_client_request_sent_to_a_follower_reaches_the_leader() {
         _ => false,
     });
     assert!(carried, "no Forward with the command reached the leader: {forwarded:?}");
-    // The leader proposed it (the follower never proposes) and every node applied it in that slot.
+    // The leader proposed it (the follower never proposes) and every node
+    // applied it in that slot (a node other than the one answering may learn
+    // the decision a tick later: wait for every node).
     assert!(cluster.sent("accept", follower, leader).is_empty());
+    cluster.run_until(commit_bound(), |c| c.converged().is_ok()).unwrap();
     for id in cluster.ids() {
         let entry = cluster.replica(id).decided(slot);
         assert!(entry.is_some_and(|e| e.commands().iter().any(|c| c.op == put("colour", "blue"))), "node {id}");
     }
-    cluster.run_until(commit_bound(), |c| c.converged().is_ok()).unwrap();
     for id in cluster.ids() {
         assert_eq!(cluster.replica(id).store().get("colour").map(String::as_str), Some("blue"));
     }

@@ -1,8 +1,9 @@
 //! The node daemon: one task owns the consensus core (`runtime`); SSH
-//! carries peer messages and operator commands to it; `handle` is what
-//! operator commands see; `serve` wires a node together.
+//! carries peer messages (`transport`) and operator commands to it;
+//! `handle` is what operator commands see; `serve` wires a node together.
 
 pub mod handle;
 pub mod metrics;
 pub mod runtime;
 pub mod serve;
+pub mod transport;

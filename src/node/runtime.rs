@@ -1,27 +1,25 @@
 //! The task that owns the consensus core. It selects over peer messages,
-//! the tick clock and operator requests, steps the `Replica` for every input
-//! that is ready, then does the batch's I/O in the order safety needs:
-//! send what may go now and answer clients, store a snapshot, append every
-//! record, one fsync for all of them (group commit), and only then send
-//! promises and votes.
+//! the tick clock and operator requests, and hands every input that is ready
+//! to the batch driver (`crate::driver`), which steps the `Replica` and does
+//! the batch's I/O in the order safety needs: send what may go now and
+//! answer clients, store a snapshot, append every record, one fsync for all
+//! of them (group commit), and only then send promises and votes.
 
 use super::metrics::Metrics;
 use crate::consensus::ballot::NodeId;
 use crate::consensus::messages::{Envelope, Message};
-use crate::consensus::{AppliedEntry, ClientError, Input, Outputs, Replica, RequestId, Response, Status};
-use crate::ssh::peer::PeerLink;
+use crate::consensus::provenance::Refused;
+use crate::consensus::{AppliedEntry, ClientError, Input, Replica, Reply, RequestId, Response, Status};
+use crate::driver::{BatchDriver, DriveError, Host, MAX_BATCH_INPUTS, Transport};
 use crate::state_machine::{Command, Slot};
 use crate::storage::{Storage, StorageError};
-use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
-
-/// Most inputs stepped before the batch's I/O is done.
-const MAX_BATCH_INPUTS: usize = 1024;
 
 pub type Answer = oneshot::Sender<Result<Response, ClientError>>;
 
@@ -67,25 +65,29 @@ struct Watcher {
     tx: mpsc::Sender<Result<AppliedEntry, Slot>>,
 }
 
-pub struct Runtime<S: Storage> {
+pub struct Runtime<S: Storage, T: Transport> {
     pub replica: Replica,
     pub storage: S,
-    pub peers: BTreeMap<NodeId, PeerLink<Message>>,
+    /// How messages reach the peers (`super::transport::PeerTransport`).
+    pub transport: T,
     pub tick: Duration,
     pub metrics: Arc<Metrics>,
 }
 
-impl<S: Storage> Runtime<S> {
+impl<S: Storage, T: Transport<Error = Infallible>> Runtime<S, T> {
     /// Runs until `shutdown` is cancelled or storage fails (a node that
     /// cannot persist must not answer: it stops with the error).
     pub async fn run(
-        mut self,
+        self,
         mut inbox: mpsc::Receiver<(NodeId, Message)>,
         mut requests: mpsc::Receiver<NodeRequest>,
         shutdown: CancellationToken,
     ) -> Result<(), StorageError> {
-        let me = self.replica.config().id;
-        let mut ticker = tokio::time::interval(self.tick);
+        let Runtime { mut replica, storage, transport, tick, metrics } = self;
+        let me = replica.config().id;
+        // Storage calls block: let the async runtime move other tasks away.
+        let mut driver = BatchDriver::new(storage, transport).blocking(|f| tokio::task::block_in_place(f));
+        let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut state = LoopState::default();
         let mut pending: VecDeque<Input> = VecDeque::new();
@@ -96,7 +98,7 @@ impl<S: Storage> Runtime<S> {
                     _ = shutdown.cancelled() => break,
                     _ = ticker.tick() => pending.push_back(Input::Tick),
                     Some((from, msg)) = inbox.recv() => pending.push_back(Input::Receive(Envelope { from, to: me, msg })),
-                    Some(request) = requests.recv() => state.accept(request, &mut pending, &self.replica),
+                    Some(request) = requests.recv() => state.accept(request, &mut pending, &replica),
                 }
             }
             // Take everything else already waiting, so one fsync covers it all.
@@ -104,126 +106,67 @@ impl<S: Storage> Runtime<S> {
                 if let Ok((from, msg)) = inbox.try_recv() {
                     pending.push_back(Input::Receive(Envelope { from, to: me, msg }));
                 } else if let Ok(request) = requests.try_recv() {
-                    state.accept(request, &mut pending, &self.replica);
+                    state.accept(request, &mut pending, &replica);
                 } else {
                     break;
                 }
             }
-            let mut batch = Outputs::default();
-            let mut stepped = 0;
-            while let Some(input) = pending.pop_front() {
-                let out = self.replica.step(input);
-                stepped += 1;
-                // Messages to ourselves that need nothing durable go round now.
-                for env in out.send.iter().filter(|e| e.to == me) {
-                    pending.push_back(Input::Receive(env.clone()));
+            let batch = match driver.run_batch(&mut replica, &mut pending, &mut Answers { me, state: &mut state }) {
+                Ok(batch) => batch,
+                Err(DriveError::Storage(e)) => {
+                    error!(node = me, "storage failed, stopping: {e}");
+                    return Err(e);
                 }
-                merge(&mut batch, out);
-                if stepped >= MAX_BATCH_INPUTS {
-                    break;
-                }
+                Err(DriveError::Transport(never)) => match never {},
+                Err(DriveError::Host(never)) => match never {},
+            };
+            if let Some((through, took)) = batch.snapshot {
+                info!(node = me, through, ms = took.as_millis() as u64, "snapshot saved");
             }
-            let after_persist = self.persist_and_send(batch, &mut state)?;
-            pending.extend(after_persist.into_iter().map(Input::Receive));
-            let status = self.replica.status();
-            state.feed_watchers(&self.replica, &status);
+            if let Some((records, took)) = batch.synced {
+                metrics.fsync(took, records);
+            }
+            metrics.applied(batch.applied);
+            let status = replica.status();
+            state.feed_watchers(&replica, &status);
             iterations += 1;
             if iterations.is_multiple_of(1024) {
                 state.forget_abandoned();
             }
-            self.metrics.observe(&status, stepped);
+            metrics.observe(&status, batch.stepped);
         }
         // Everything appended was synced in its own batch; sync once more so
         // a shutdown never depends on that reasoning.
-        tokio::task::block_in_place(|| self.storage.sync())?;
+        tokio::task::block_in_place(|| driver.storage.sync())?;
         info!(node = me, "stopped; write-ahead log flushed");
         Ok(())
     }
-
-    /// Do one batch's I/O; returns the messages addressed to ourselves that
-    /// had to wait for the fsync.
-    fn persist_and_send(&mut self, batch: Outputs, state: &mut LoopState) -> Result<Vec<Envelope>, StorageError> {
-        let me = self.replica.config().id;
-        for r in &batch.refused {
-            warn!(
-                node = me,
-                from = r.from,
-                kind = r.kind,
-                "dropped a message its sender could not have sent: {}",
-                r.reason
-            );
-        }
-        let mut last = None;
-        for env in batch.send.into_iter().filter(|e| e.to != me) {
-            self.send(env, &mut last);
-        }
-        // Answers need nothing of this batch's records: a command is applied
-        // only once chosen, i.e. once a quorum has durably voted for it, and
-        // this node's own vote left (through the loopback) only after its
-        // fsync. What this batch may hold is the `Committed` marker, which a
-        // restart can relearn; making the client wait for it cost one fsync
-        // per write on the answering node.
-        for reply in batch.replies {
-            state.answer(reply.request, reply.outcome);
-        }
-        if let Some(snapshot) = &batch.snapshot {
-            let started = Instant::now();
-            tokio::task::block_in_place(|| self.storage.save_snapshot(snapshot))?;
-            info!(node = me, through = snapshot.through, ms = started.elapsed().as_millis() as u64, "snapshot saved");
-        }
-        if !batch.persist.is_empty() {
-            let started = Instant::now();
-            let records = batch.persist.len();
-            tokio::task::block_in_place(|| {
-                self.storage.append(&batch.persist)?;
-                self.storage.sync()
-            })
-            .inspect_err(|e| error!(node = me, "storage failed, stopping: {e}"))?;
-            self.metrics.fsync(started.elapsed(), records);
-        }
-        let mut loopback = Vec::new();
-        for env in batch.send_after_persist {
-            if env.to == me {
-                loopback.push(env);
-            } else {
-                self.send(env, &mut last);
-            }
-        }
-        self.metrics.applied(batch.applied.len());
-        Ok(loopback)
-    }
-
-    /// Queue `env` on its peer's link. `last` is the previous message sent
-    /// and its frame: a message the core addressed to several peers in a row
-    /// (an Accept or a Heartbeat to every member) is encoded once.
-    fn send(&self, env: Envelope, last: &mut Option<(Message, Bytes)>) {
-        let Some(link) = self.peers.get(&env.to) else {
-            warn!(to = env.to, kind = env.msg.kind(), "no link to that node; message dropped");
-            return;
-        };
-        self.metrics.sent(env.msg.kind());
-        let body = match last {
-            Some((msg, body)) if *msg == env.msg => body.clone(),
-            _ => {
-                let Some(body) = link.encode(&env.msg) else { return };
-                *last = Some((env.msg, body.clone()));
-                body
-            }
-        };
-        link.send_frame(body);
-    }
 }
 
-fn merge(batch: &mut Outputs, out: Outputs) {
-    batch.send.extend(out.send);
-    batch.persist.extend(out.persist);
-    batch.send_after_persist.extend(out.send_after_persist);
-    batch.applied.extend(out.applied);
-    batch.replies.extend(out.replies);
-    if out.snapshot.is_some() {
-        batch.snapshot = out.snapshot;
+/// The daemon's side of a batch: answers go to the operators waiting, and
+/// refused messages are logged.
+struct Answers<'a> {
+    me: NodeId,
+    state: &'a mut LoopState,
+}
+
+impl Host for Answers<'_> {
+    type Error = Infallible;
+
+    fn answer(&mut self, reply: Reply) -> Result<(), Infallible> {
+        self.state.answer(reply.request, reply.outcome);
+        Ok(())
     }
-    batch.refused.extend(out.refused);
+
+    fn refused(&mut self, r: &Refused) {
+        warn!(
+            node = self.me,
+            from = r.from,
+            kind = r.kind,
+            "dropped a message its sender could not have sent: {}",
+            r.reason
+        );
+    }
 }
 
 /// Requests waiting for the core's answers, and live watches.

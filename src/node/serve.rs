@@ -5,6 +5,7 @@
 use super::handle::NodeHandle;
 use super::metrics::Metrics;
 use super::runtime::Runtime;
+use super::transport::PeerTransport;
 use crate::cluster::{Cluster, parse_public_key};
 use crate::consensus::Replica;
 use crate::consensus::messages::Message;
@@ -135,7 +136,8 @@ pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Res
     let audit = AuditLog::open(&cluster.node.audit_log)
         .with_context(|| format!("opening the audit log {}", cluster.node.audit_log.display()))?;
     let service = Arc::new(OpsService { api: Arc::new(handle.clone()), audit: Arc::new(audit) });
-    let runtime = Runtime { replica, storage, peers: links, tick, metrics };
+    let transport = PeerTransport::new(links, metrics.clone());
+    let runtime = Runtime { replica, storage, transport, tick, metrics };
 
     let server_stop = shutdown.clone();
     let span = tracing::info_span!("node", id);

@@ -261,7 +261,7 @@ impl Cluster {
 
     /// A node's durable storage (kept across crashes).
     pub fn storage(&self, id: NodeId) -> &MemStorage {
-        &self.world.nodes.get(&id).unwrap_or_else(|| panic!("no node {id}")).storage
+        &self.world.nodes.get(&id).unwrap_or_else(|| panic!("no node {id}")).driver.storage
     }
 
     /// Kill a node: it keeps only what its storage synced.

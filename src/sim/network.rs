@@ -4,6 +4,7 @@
 use crate::consensus::ballot::NodeId;
 use crate::consensus::messages::{Envelope, Message};
 use crate::consensus::rng::Rng;
+use crate::driver::Transport;
 use crate::ssh::frame;
 use bytes::BytesMut;
 use std::collections::{BTreeMap, BTreeSet};
@@ -122,4 +123,31 @@ pub fn through_peer_codec(env: Envelope, max_frame: usize) -> Result<Envelope, S
         return Err(what(&"the message decoded to a different value"));
     }
     Ok(Envelope { msg, ..env })
+}
+
+/// A simulated node's network interface, the `Transport` its batch driver
+/// sends through: every message passes the real peer codec as it is sent
+/// and waits in `outbox` until the world hands it to the `Network`, at the
+/// same tick, when the node's batch ends (crashed or not: what a node sent
+/// before crashing is on the wire).
+#[derive(Debug)]
+pub struct SimLink {
+    pub max_frame: usize,
+    pub outbox: Vec<Envelope>,
+}
+
+impl SimLink {
+    pub fn new(max_frame: usize) -> Self {
+        SimLink { max_frame, outbox: Vec::new() }
+    }
+}
+
+impl Transport for SimLink {
+    type Error = String;
+
+    fn send(&mut self, env: Envelope) -> Result<(), String> {
+        let env = through_peer_codec(env, self.max_frame)?;
+        self.outbox.push(env);
+        Ok(())
+    }
 }

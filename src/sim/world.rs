@@ -1,17 +1,20 @@
 //! The simulated cluster: real `Replica`s with in-memory storage over the
-//! seeded network, driven tick by tick, with the safety checks run after
-//! every step.
+//! seeded network, driven tick by tick through the daemon's batch driver
+//! (`crate::driver`), with the safety checks run after every step. Inputs
+//! queue at each node and are stepped in batches; a batch may crash after
+//! any of its stages, chosen by the seeded RNG.
 
 use super::Failure;
 use super::cluster::Trace;
 use super::linearizability::Recorder;
-use super::network::{Network, through_peer_codec};
+use super::network::{Network, SimLink};
 use super::workload::{Acked, Client};
 use crate::consensus::ballot::{Ballot, NodeId};
 use crate::consensus::config::Config;
 use crate::consensus::messages::{Envelope, Message};
 use crate::consensus::rng::Rng;
-use crate::consensus::{Input, Outputs, Replica, RequestId};
+use crate::consensus::{Input, Outputs, Replica, Reply, RequestId};
+use crate::driver::{BatchDriver, DriveError, Host, MAX_BATCH_INPUTS, Stage};
 use crate::state_machine::{Entry, KvStore, Slot};
 use crate::storage::Storage;
 use crate::storage::mem::MemStorage;
@@ -19,24 +22,30 @@ use std::collections::{BTreeMap, VecDeque};
 
 pub(super) struct SimNode {
     pub replica: Option<Replica>,
-    pub storage: MemStorage,
+    /// Its storage (kept across crashes) and its link to the network.
+    pub driver: BatchDriver<MemStorage, SimLink>,
+    /// Inputs that reached the node and wait for its next batch.
+    pending: VecDeque<Input>,
     config: Config,
+    watch: Watch,
+    pub restarts: u32,
+}
+
+/// What the checks remember of one node.
+struct Watch {
     /// The next slot this node must apply (exactly once, in order).
     next_apply: Slot,
     last_commit: Slot,
     /// Highest ballot this node ever promised or voted in, as sent.
     max_promised_sent: Ballot,
-    pub restarts: u32,
 }
 
-impl SimNode {
-    fn note_sent(&mut self, sent: &[Envelope]) {
-        for env in sent {
-            match &env.msg {
-                Message::Promise(p) => self.max_promised_sent = self.max_promised_sent.max(p.ballot),
-                Message::Accepted(a) => self.max_promised_sent = self.max_promised_sent.max(a.ballot),
-                _ => {}
-            }
+impl Watch {
+    fn note_sent(&mut self, env: &Envelope) {
+        match &env.msg {
+            Message::Promise(p) => self.max_promised_sent = self.max_promised_sent.max(p.ballot),
+            Message::Accepted(a) => self.max_promised_sent = self.max_promised_sent.max(a.ballot),
+            _ => {}
         }
     }
 }
@@ -56,7 +65,13 @@ pub(super) struct World {
     pub operator_replies: BTreeMap<RequestId, Result<crate::consensus::Response, crate::consensus::ClientError>>,
     next_request: RequestId,
     pub acked: Vec<Acked>,
-    pub crash_before_sync: f64,
+    /// Chance that a batch crashes after each stage it goes through, by
+    /// `Stage::index` (all zero: no batch crashes).
+    pub crash_chance: [f64; Stage::ALL.len()],
+    /// Batches that crashed, by the stage they crashed after.
+    pub stage_crashes: [u32; Stage::ALL.len()],
+    /// Most inputs a node steps in one batch.
+    pub max_batch_inputs: usize,
     pub max_down: usize,
     /// The frame limit of the simulated peer channels.
     pub max_frame: usize,
@@ -80,13 +95,13 @@ impl World {
             let id = config.id;
             let replica = Replica::new(config.clone(), seed, Default::default())
                 .map_err(|e| Failure::new(seed, 0, format!("config: {e}")))?;
+            let max_frame = crate::ssh::frame::DEFAULT_MAX_FRAME;
             let node = SimNode {
                 replica: Some(replica),
-                storage: MemStorage::new(),
+                driver: BatchDriver::new(MemStorage::new(), SimLink::new(max_frame)),
+                pending: VecDeque::new(),
                 config,
-                next_apply: 0,
-                last_commit: 0,
-                max_promised_sent: Ballot::ZERO,
+                watch: Watch { next_apply: 0, last_commit: 0, max_promised_sent: Ballot::ZERO },
                 restarts: 0,
             };
             nodes.insert(id, node);
@@ -105,7 +120,9 @@ impl World {
             operator_replies: BTreeMap::new(),
             next_request: 0,
             acked: Vec::new(),
-            crash_before_sync: 0.0,
+            crash_chance: [0.0; Stage::ALL.len()],
+            stage_crashes: [0; Stage::ALL.len()],
+            max_batch_inputs: MAX_BATCH_INPUTS,
             max_down,
             max_frame: crate::ssh::frame::DEFAULT_MAX_FRAME,
             refused: Vec::new(),
@@ -146,89 +163,84 @@ impl World {
         self.next_request
     }
 
-    /// One tick: deliver due messages, then tick every live node.
+    /// One tick: deliver the messages due and a tick to every live node,
+    /// then let each node work through what it has, in batches.
     pub fn tick(&mut self) -> Result<(), Failure> {
         self.now += 1;
         for env in self.net.due(self.now) {
-            self.input(env.to, Input::Receive(env))?;
+            self.enqueue(env.to, Input::Receive(env));
         }
         for id in self.up() {
-            self.input(id, Input::Tick)?;
+            self.enqueue(id, Input::Tick);
+        }
+        for id in self.ids() {
+            self.drive(id)?;
         }
         self.check_single_leader_per_ballot()
     }
 
-    /// Feed one input to a node, then everything it addressed to itself.
+    /// Queue an input at a node, for its next batch (a node that is down
+    /// loses it).
+    pub fn enqueue(&mut self, id: NodeId, input: Input) {
+        if let Some(node) = self.nodes.get_mut(&id).filter(|n| n.replica.is_some()) {
+            node.pending.push_back(input);
+        }
+    }
+
+    /// Feed one input to a node now, and let it work through everything
+    /// that follows from it (what it sends itself).
     pub fn input(&mut self, id: NodeId, input: Input) -> Result<(), Failure> {
-        let mut queue = VecDeque::from([input]);
-        while let Some(input) = queue.pop_front() {
-            let Some(node) = self.nodes.get_mut(&id) else { return Ok(()) };
-            let Some(replica) = node.replica.as_mut() else { return Ok(()) };
-            if let (Some(trace), Input::Receive(env)) = (self.trace.as_mut(), &input) {
-                trace.delivered(self.now, env);
-            }
-            let out = replica.step(input);
-            self.check_step(id, &out)?;
-            if let Some(trace) = self.trace.as_mut() {
-                trace.applied(id, &out.applied);
-            }
-            let mut loopback = Vec::new();
-            self.effects(id, out, &mut loopback)?;
-            queue.extend(loopback.into_iter().map(Input::Receive));
-        }
-        Ok(())
+        self.enqueue(id, input);
+        self.drive(id)
     }
 
-    /// Carry out a step's outputs in the order the daemon does: send, answer
-    /// clients, store the snapshot, append, sync (or crash before it), send
-    /// what waited.
-    fn effects(&mut self, id: NodeId, out: Outputs, loopback: &mut Vec<Envelope>) -> Result<(), Failure> {
-        let node = self.nodes.get_mut(&id).expect("node exists");
-        // Whatever path a promise or vote leaves by, the restarted node must honour it.
-        node.note_sent(&out.send);
-        for env in out.send {
-            self.route(env, loopback)?;
+    /// Run batches at node `id` through the batch driver until its queue is
+    /// empty or a batch crashes it. What it sent goes on the network after
+    /// each batch, whether the batch finished or crashed.
+    fn drive(&mut self, id: NodeId) -> Result<(), Failure> {
+        loop {
+            let may_crash = self.nodes.values().filter(|n| n.replica.is_none()).count() < self.max_down;
+            let Some(mut node) = self.nodes.remove(&id) else { return Ok(()) };
+            if node.replica.is_none() || node.pending.is_empty() {
+                self.nodes.insert(id, node);
+                return Ok(());
+            }
+            let SimNode { replica, driver, pending, config, watch, .. } = &mut node;
+            let replica = replica.as_mut().expect("checked above");
+            driver.transport.max_frame = self.max_frame;
+            driver.set_max_inputs(self.max_batch_inputs);
+            let mut host = SimHost { world: self, id, watch, config, may_crash };
+            let result = driver.run_batch(replica, pending, &mut host);
+            let outbox = std::mem::take(&mut node.driver.transport.outbox);
+            self.nodes.insert(id, node);
+            let batch = result.map_err(|e| match e {
+                DriveError::Storage(e) => self.fail(format!("storage: {e}")),
+                DriveError::Transport(e) => self.fail(format!("peer codec: {e}")),
+                DriveError::Host(f) => f,
+            })?;
+            for env in outbox {
+                self.route(env)?;
+            }
+            if let Some(stage) = batch.crashed {
+                self.stage_crashes[stage.index()] += 1;
+                self.crash(id);
+                return Ok(());
+            }
         }
-        // Before the sync, so a crash right after an answer tests that the
-        // answer needed nothing of this step's records.
-        for reply in out.replies {
-            self.on_reply(reply)?;
-        }
-        let node = self.nodes.get_mut(&id).expect("node exists");
-        let io = |e: crate::storage::StorageError| Failure::new(self.seed, self.now, format!("storage: {e}"));
-        if let Some(snapshot) = &out.snapshot {
-            node.storage.save_snapshot(snapshot).map_err(io)?;
-        }
-        node.storage.append(&out.persist).map_err(io)?;
-        let down = self.nodes.values().filter(|n| n.replica.is_none()).count();
-        if !out.persist.is_empty() && down < self.max_down && self.rng.chance(self.crash_before_sync) {
-            self.crash(id);
-            return Ok(());
-        }
-        let node = self.nodes.get_mut(&id).expect("node exists");
-        node.storage.sync().map_err(io)?;
-        node.note_sent(&out.send_after_persist);
-        for env in out.send_after_persist {
-            self.route(env, loopback)?;
-        }
-        Ok(())
     }
 
-    /// Messages to other nodes go through the real peer codec, so a message
-    /// the wire cannot carry fails the run here rather than in a daemon.
-    fn route(&mut self, env: Envelope, loopback: &mut Vec<Envelope>) -> Result<(), Failure> {
+    /// A message from `env.from` to another node leaves: it is traced, its
+    /// promise or vote noted, and it goes on the network.
+    fn route(&mut self, env: Envelope) -> Result<(), Failure> {
         if let Some(trace) = self.trace.as_mut() {
             trace.sent(self.now, &env);
         }
-        if let Some(node) = self.nodes.get(&env.from) {
-            within_budgets(&env, &node.config.tuning).map_err(|e| self.fail(e))?;
+        if let Some(node) = self.nodes.get_mut(&env.from) {
+            // Whatever path a promise or vote leaves by, the restarted node must honour it.
+            node.watch.note_sent(&env);
+            within_budgets(&env, &node.config.tuning).map_err(|e| Failure::new(self.seed, self.now, e))?;
         }
-        if env.to == env.from {
-            loopback.push(env);
-        } else {
-            let env = through_peer_codec(env, self.max_frame).map_err(|e| self.fail(format!("peer codec: {e}")))?;
-            self.net.send(self.now, env);
-        }
+        self.net.send(self.now, env);
         Ok(())
     }
 
@@ -256,13 +268,11 @@ impl World {
     }
 
     /// Agreement, in-order exactly-once application, monotonic commit.
-    fn check_step(&mut self, id: NodeId, out: &Outputs) -> Result<(), Failure> {
+    fn check_step(&mut self, id: NodeId, node: &mut Watch, replica: &Replica, out: &Outputs) -> Result<(), Failure> {
         if let Some(r) = out.refused.first().filter(|_| self.refusals_fail) {
             return Err(self.fail(format!("node {id} refused a {} from node {}: {}", r.kind, r.from, r.reason)));
         }
         self.refused.extend(out.refused.iter().cloned());
-        let node = self.nodes.get_mut(&id).expect("node exists");
-        let replica = node.replica.as_ref().expect("stepped node is up");
         if let Some(s) = &out.snapshot {
             let installed = s.through > node.next_apply && out.applied.first().is_none_or(|a| a.slot >= s.through);
             if installed {
@@ -347,11 +357,14 @@ impl World {
         lines.join("\n")
     }
 
-    /// Kill a node: it keeps only what storage synced.
+    /// Kill a node: it keeps only what storage synced, and loses the
+    /// inputs it had not stepped yet.
     pub fn crash(&mut self, id: NodeId) {
         if let Some(node) = self.nodes.get_mut(&id) {
             node.replica = None;
-            node.storage.crash();
+            node.pending.clear();
+            node.driver.transport.outbox.clear();
+            node.driver.storage.crash();
         }
     }
 
@@ -364,20 +377,20 @@ impl World {
         if node.replica.is_some() {
             return Ok(());
         }
-        let recovered = node.storage.recover().map_err(|e| Failure::new(seed, now, format!("recover: {e}")))?;
+        let recovered = node.driver.storage.recover().map_err(|e| Failure::new(seed, now, format!("recover: {e}")))?;
         node.restarts += 1;
         let replica = Replica::new(node.config.clone(), seed.wrapping_add(node.restarts as u64), recovered)
             .map_err(|e| Failure::new(seed, now, format!("restart: {e}")))?;
         let promised = replica.status().promised;
-        if promised < node.max_promised_sent {
+        if promised < node.watch.max_promised_sent {
             let msg = format!(
                 "node {id} restarted with promise {promised} but had promised or voted at {} before crashing",
-                node.max_promised_sent
+                node.watch.max_promised_sent
             );
             return Err(Failure::new(seed, now, msg));
         }
-        node.next_apply = replica.applied_index();
-        node.last_commit = replica.commit_index();
+        node.watch.next_apply = replica.applied_index();
+        node.watch.last_commit = replica.commit_index();
         node.replica = Some(replica);
         Ok(())
     }
@@ -437,5 +450,59 @@ fn within_budgets(env: &Envelope, tuning: &crate::consensus::config::Tuning) -> 
             None => Ok(()),
         },
         _ => Ok(()),
+    }
+}
+
+/// The world's side of one node's batch: it checks every step, traces what
+/// the node delivers to itself, answers clients and picks crash points.
+struct SimHost<'a> {
+    world: &'a mut World,
+    id: NodeId,
+    watch: &'a mut Watch,
+    config: &'a Config,
+    /// Whether one more node may go down.
+    may_crash: bool,
+}
+
+impl Host for SimHost<'_> {
+    type Error = Failure;
+
+    fn answer(&mut self, reply: Reply) -> Result<(), Failure> {
+        // Before the sync, so a crash right after an answer tests that the
+        // answer needed nothing of this batch's records.
+        self.world.on_reply(reply)
+    }
+
+    fn stepping(&mut self, input: &Input) {
+        if let (Some(trace), Input::Receive(env)) = (self.world.trace.as_mut(), input) {
+            trace.delivered(self.world.now, env);
+        }
+    }
+
+    fn stepped(&mut self, replica: &Replica, out: &Outputs) -> Result<(), Failure> {
+        self.world.check_step(self.id, self.watch, replica, out)?;
+        if let Some(trace) = self.world.trace.as_mut() {
+            trace.applied(self.id, &out.applied);
+        }
+        Ok(())
+    }
+
+    fn looped_back(&mut self, env: &Envelope) -> Result<(), Failure> {
+        if let Some(trace) = self.world.trace.as_mut() {
+            trace.sent(self.world.now, env);
+        }
+        self.watch.note_sent(env);
+        within_budgets(env, &self.config.tuning).map_err(|e| self.world.fail(e))
+    }
+
+    fn crash_point(&mut self, stages: &[Stage]) -> Option<Stage> {
+        if !self.may_crash {
+            return None;
+        }
+        let world = &mut *self.world;
+        stages.iter().copied().find(|s| {
+            let chance = world.crash_chance[s.index()];
+            chance > 0.0 && world.rng.chance(chance)
+        })
     }
 }

@@ -1,0 +1,313 @@
+//! The batch driver: what turns the sans-IO `Replica` into a node. It steps
+//! a batch of inputs, loops messages a node sends itself back in, then does
+//! the batch's I/O in the order safety needs: send what may go now, answer
+//! clients, store a snapshot, append every record, one sync for all of them
+//! (group commit), and only then send promises and votes.
+//!
+//! The daemon (`node::runtime`) and the simulation (`sim`) both drive their
+//! replicas through this one piece, over their own `Storage` and
+//! `Transport`, so the order the simulation checks is the order the daemon
+//! runs. The simulation may also stop a batch after any of its `Stage`s, as
+//! a crash there would, and check what survives.
+
+use crate::consensus::messages::Envelope;
+use crate::consensus::provenance::Refused;
+use crate::consensus::{Input, Outputs, Replica, Reply};
+use crate::state_machine::Slot;
+use crate::storage::{Storage, StorageError};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Most inputs the daemon steps before the batch's I/O is done.
+pub const MAX_BATCH_INPUTS: usize = 1024;
+
+/// The points between a batch's stages, where a crash may stop it. A crash
+/// after a stage means every later stage of that batch never happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    /// Inputs stepped: nothing sent, answered or stored yet.
+    AfterStep,
+    /// Messages that need nothing durable sent.
+    AfterSend,
+    /// Clients answered.
+    AfterAnswer,
+    /// The snapshot stored.
+    AfterSnapshot,
+    /// Records appended but not yet synced (a crash loses them).
+    AfterAppend,
+    /// Records synced; promises and votes not yet sent.
+    AfterSync,
+    /// Promises and votes sent; the ones to this node not yet looped back.
+    AfterSendAfterPersist,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 7] = [
+        Stage::AfterStep,
+        Stage::AfterSend,
+        Stage::AfterAnswer,
+        Stage::AfterSnapshot,
+        Stage::AfterAppend,
+        Stage::AfterSync,
+        Stage::AfterSendAfterPersist,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::AfterStep => "after-step",
+            Stage::AfterSend => "after-send",
+            Stage::AfterAnswer => "after-answer",
+            Stage::AfterSnapshot => "after-snapshot",
+            Stage::AfterAppend => "after-append",
+            Stage::AfterSync => "after-sync",
+            Stage::AfterSendAfterPersist => "after-send-after-persist",
+        }
+    }
+
+    /// Position in `Stage::ALL`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How a node's messages reach other nodes.
+pub trait Transport {
+    type Error;
+    /// Hand `env` (addressed to another node) to the network, in order.
+    fn send(&mut self, env: Envelope) -> Result<(), Self::Error>;
+}
+
+/// What the caller of the driver does with a batch besides storage and the
+/// network: answer clients, and, in the simulation, watch every step and
+/// choose where a batch crashes.
+pub trait Host {
+    type Error;
+    /// Answer a client request.
+    fn answer(&mut self, reply: Reply) -> Result<(), Self::Error>;
+    /// `input` is about to be stepped.
+    fn stepping(&mut self, _input: &Input) {}
+    /// `replica` has just stepped one input into `out`.
+    fn stepped(&mut self, _replica: &Replica, _out: &Outputs) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    /// `env`, which the node sent itself, goes back in as an input.
+    fn looped_back(&mut self, _env: &Envelope) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    /// Once the batch is stepped: the stage after which it should crash, if
+    /// any. `stages` are the ones this batch goes through (a stage with
+    /// nothing to do, like storing a snapshot the batch does not have, is
+    /// not offered); a stage not among them is never reached.
+    fn crash_point(&mut self, _stages: &[Stage]) -> Option<Stage> {
+        None
+    }
+    /// A message the core dropped because its sender could not have sent it.
+    fn refused(&mut self, _refused: &Refused) {}
+}
+
+/// Why a batch stopped short.
+#[derive(Debug)]
+pub enum DriveError<T, H> {
+    /// Storage failed: a node that cannot persist must not go on.
+    Storage(StorageError),
+    Transport(T),
+    Host(H),
+}
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Batch {
+    /// Inputs stepped.
+    pub stepped: usize,
+    /// Slots applied to the state machine.
+    pub applied: usize,
+    /// Records appended and synced, and how long that took.
+    pub synced: Option<(usize, Duration)>,
+    /// The slot a stored snapshot covers up to, and how long storing took.
+    pub snapshot: Option<(Slot, Duration)>,
+    /// The stage after which the batch crashed, as its host asked.
+    pub crashed: Option<Stage>,
+}
+
+/// Runs a storage call: inline, or (in the daemon) where the async runtime
+/// allows blocking.
+pub type Blocking = fn(&mut dyn FnMut());
+
+fn inline(f: &mut dyn FnMut()) {
+    f()
+}
+
+/// Drives one replica batch by batch over storage `S` and transport `T`.
+pub struct BatchDriver<S, T> {
+    pub storage: S,
+    pub transport: T,
+    max_inputs: usize,
+    blocking: Blocking,
+}
+
+impl<S: Storage, T: Transport> BatchDriver<S, T> {
+    /// At most `MAX_BATCH_INPUTS` per batch; storage calls run inline.
+    pub fn new(storage: S, transport: T) -> Self {
+        BatchDriver { storage, transport, max_inputs: MAX_BATCH_INPUTS, blocking: inline }
+    }
+
+    /// Step at most `max` inputs per batch (at least one).
+    pub fn set_max_inputs(&mut self, max: usize) {
+        self.max_inputs = max.max(1);
+    }
+
+    /// Run storage calls through `blocking`.
+    pub fn blocking(mut self, blocking: Blocking) -> Self {
+        self.blocking = blocking;
+        self
+    }
+
+    /// Step up to the batch limit of `pending` into `replica`, then do the
+    /// batch's I/O. Messages the node sends itself that need nothing durable
+    /// join `pending` as they appear (and are stepped in this batch if the
+    /// limit allows); those that waited for the sync join it at the end, for
+    /// the next batch.
+    pub fn run_batch<H: Host>(
+        &mut self,
+        replica: &mut Replica,
+        pending: &mut VecDeque<Input>,
+        host: &mut H,
+    ) -> Result<Batch, DriveError<T::Error, H::Error>> {
+        let me = replica.config().id;
+        let mut batch = Outputs::default();
+        let mut report = Batch::default();
+        while report.stepped < self.max_inputs {
+            let Some(input) = pending.pop_front() else { break };
+            host.stepping(&input);
+            let out = replica.step(input);
+            report.stepped += 1;
+            host.stepped(replica, &out).map_err(DriveError::Host)?;
+            // Messages to ourselves that need nothing durable go round now.
+            for env in out.send.iter().filter(|e| e.to == me) {
+                host.looped_back(env).map_err(DriveError::Host)?;
+                pending.push_back(Input::Receive(env.clone()));
+            }
+            merge(&mut batch, out);
+        }
+        if report.stepped == 0 {
+            return Ok(report);
+        }
+        let crash = host.crash_point(&stages(&batch, me));
+        let stop = |stage: Stage, mut report: Batch| {
+            report.crashed = Some(stage);
+            Ok(report)
+        };
+        if crash == Some(Stage::AfterStep) {
+            return stop(Stage::AfterStep, report);
+        }
+
+        for env in batch.send.into_iter().filter(|e| e.to != me) {
+            self.transport.send(env).map_err(DriveError::Transport)?;
+        }
+        if crash == Some(Stage::AfterSend) {
+            return stop(Stage::AfterSend, report);
+        }
+
+        // Answers need nothing of this batch's records: a command is applied
+        // only once chosen, i.e. once a quorum has durably voted for it, and
+        // this node's own vote left (through the loopback) only after its
+        // fsync. What this batch may hold is the `Committed` marker, which a
+        // restart can relearn; making the client wait for it cost one fsync
+        // per write on the answering node.
+        for reply in batch.replies {
+            host.answer(reply).map_err(DriveError::Host)?;
+        }
+        if crash == Some(Stage::AfterAnswer) {
+            return stop(Stage::AfterAnswer, report);
+        }
+
+        // The snapshot is stored before the batch's records are appended.
+        if let Some(snapshot) = &batch.snapshot {
+            let started = Instant::now();
+            let storage = &mut self.storage;
+            let mut result = Ok(());
+            (self.blocking)(&mut || result = storage.save_snapshot(snapshot));
+            result.map_err(DriveError::Storage)?;
+            report.snapshot = Some((snapshot.through, started.elapsed()));
+            if crash == Some(Stage::AfterSnapshot) {
+                return stop(Stage::AfterSnapshot, report);
+            }
+        }
+
+        if !batch.persist.is_empty() {
+            let started = Instant::now();
+            let storage = &mut self.storage;
+            let persist = &batch.persist;
+            let sync = crash != Some(Stage::AfterAppend);
+            let mut result = Ok(());
+            // One sync covers every record of the batch (group commit).
+            (self.blocking)(&mut || {
+                result = storage.append(persist).and_then(|()| if sync { storage.sync() } else { Ok(()) })
+            });
+            result.map_err(DriveError::Storage)?;
+            if !sync {
+                return stop(Stage::AfterAppend, report);
+            }
+            report.synced = Some((persist.len(), started.elapsed()));
+            if crash == Some(Stage::AfterSync) {
+                return stop(Stage::AfterSync, report);
+            }
+        }
+
+        // Promises and votes leave only now that what they promise is durable
+        // (Paxos Made Simple §2.3); ours to ourselves wait for the next batch.
+        let mut loopback = Vec::new();
+        for env in batch.send_after_persist {
+            if env.to == me {
+                loopback.push(env);
+            } else {
+                self.transport.send(env).map_err(DriveError::Transport)?;
+            }
+        }
+        if crash == Some(Stage::AfterSendAfterPersist) {
+            return stop(Stage::AfterSendAfterPersist, report);
+        }
+        for env in loopback {
+            host.looped_back(&env).map_err(DriveError::Host)?;
+            pending.push_back(Input::Receive(env));
+        }
+        for refused in &batch.refused {
+            host.refused(refused);
+        }
+        report.applied = batch.applied.len();
+        Ok(report)
+    }
+}
+
+/// The stages `batch` goes through, in order.
+fn stages(batch: &Outputs, me: crate::consensus::ballot::NodeId) -> Vec<Stage> {
+    let mut stages = vec![Stage::AfterStep];
+    if batch.send.iter().any(|e| e.to != me) {
+        stages.push(Stage::AfterSend);
+    }
+    if !batch.replies.is_empty() {
+        stages.push(Stage::AfterAnswer);
+    }
+    if batch.snapshot.is_some() {
+        stages.push(Stage::AfterSnapshot);
+    }
+    if !batch.persist.is_empty() {
+        stages.extend([Stage::AfterAppend, Stage::AfterSync]);
+    }
+    if !batch.send_after_persist.is_empty() {
+        stages.push(Stage::AfterSendAfterPersist);
+    }
+    stages
+}
+
+fn merge(batch: &mut Outputs, out: Outputs) {
+    batch.send.extend(out.send);
+    batch.persist.extend(out.persist);
+    batch.send_after_persist.extend(out.send_after_persist);
+    batch.applied.extend(out.applied);
+    batch.replies.extend(out.replies);
+    if out.snapshot.is_some() {
+        batch.snapshot = out.snapshot;
+    }
+    batch.refused.extend(out.refused);
+}
