@@ -311,3 +311,175 @@ fn merge(batch: &mut Outputs, out: Outputs) {
     }
     batch.refused.extend(out.refused);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::ballot::{Ballot, NodeId};
+    use crate::consensus::config::{Config, Roles};
+    use crate::consensus::messages::{Message, Prepare};
+    use crate::consensus::records::{Record, Recovered, Snapshot};
+    use crate::storage::MemStorage;
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::rc::Rc;
+
+    type Events = Rc<RefCell<Vec<String>>>;
+
+    /// Memory storage that records each call, and can be made to fail.
+    struct Logged {
+        inner: MemStorage,
+        events: Events,
+        fail: bool,
+    }
+
+    impl Storage for Logged {
+        fn append(&mut self, records: &[Record]) -> Result<(), StorageError> {
+            self.events.borrow_mut().push(format!("append {}", records.len()));
+            if self.fail {
+                return Err(StorageError::io("wal", std::io::Error::other("disk full")));
+            }
+            self.inner.append(records)
+        }
+        fn sync(&mut self) -> Result<(), StorageError> {
+            self.events.borrow_mut().push("sync".into());
+            self.inner.sync()
+        }
+        fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+            self.events.borrow_mut().push("snapshot".into());
+            self.inner.save_snapshot(snapshot)
+        }
+        fn recover(&mut self) -> Result<Recovered, StorageError> {
+            self.inner.recover()
+        }
+    }
+
+    struct Wire(Events);
+
+    impl Transport for Wire {
+        type Error = String;
+        fn send(&mut self, env: Envelope) -> Result<(), String> {
+            self.0.borrow_mut().push(format!("send {} to {}", env.msg.kind(), env.to));
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct Watcher {
+        crash_at: Option<Stage>,
+        offered: Vec<Stage>,
+        looped: Vec<&'static str>,
+    }
+
+    impl Host for Watcher {
+        type Error = String;
+        fn answer(&mut self, _reply: Reply) -> Result<(), String> {
+            Ok(())
+        }
+        fn looped_back(&mut self, env: &Envelope) -> Result<(), String> {
+            self.looped.push(env.msg.kind());
+            Ok(())
+        }
+        fn crash_point(&mut self, stages: &[Stage]) -> Option<Stage> {
+            self.offered = stages.to_vec();
+            self.crash_at.filter(|s| stages.contains(s))
+        }
+    }
+
+    fn replica(id: NodeId, n: u64) -> Replica {
+        let members: BTreeMap<NodeId, Roles> = (1..=n).map(|i| (i, Roles::default())).collect();
+        Replica::new(Config::new(id, members), 7, Recovered::default()).expect("valid config")
+    }
+
+    fn driver(fail: bool) -> (BatchDriver<Logged, Wire>, Events) {
+        let events = Events::default();
+        let storage = Logged { inner: MemStorage::new(), events: events.clone(), fail };
+        (BatchDriver::new(storage, Wire(events.clone())), events)
+    }
+
+    fn prepare() -> VecDeque<Input> {
+        let msg = Message::Prepare(Prepare { ballot: Ballot::new(1, 2), first_slot: 0, transfer: false });
+        VecDeque::from([Input::Receive(Envelope { from: 2, to: 1, msg })])
+    }
+
+    fn durable_promise(driver: &BatchDriver<Logged, Wire>) -> bool {
+        driver.storage.inner.durable_records().iter().any(|r| matches!(r, Record::Promised { .. }))
+    }
+
+    #[test]
+    fn a_promise_leaves_only_after_its_record_is_synced() {
+        let (mut driver, events) = driver(false);
+        let mut node = replica(1, 3);
+        let mut host = Watcher::default();
+        let batch = driver.run_batch(&mut node, &mut prepare(), &mut host).unwrap();
+        assert_eq!(batch.stepped, 1);
+        assert_eq!(batch.synced.map(|(records, _)| records), Some(1));
+        assert_eq!(*events.borrow(), ["append 1", "sync", "send promise to 2"]);
+        assert_eq!(
+            host.offered,
+            [Stage::AfterStep, Stage::AfterAppend, Stage::AfterSync, Stage::AfterSendAfterPersist]
+        );
+        assert!(durable_promise(&driver));
+    }
+
+    #[test]
+    fn a_crash_after_a_stage_skips_every_later_stage() {
+        // (stage, what happened, whether the promise is durable)
+        let cases: [(Stage, &[&str], bool); 4] = [
+            (Stage::AfterStep, &[], false),
+            (Stage::AfterAppend, &["append 1"], false),
+            (Stage::AfterSync, &["append 1", "sync"], true),
+            (Stage::AfterSendAfterPersist, &["append 1", "sync", "send promise to 2"], true),
+        ];
+        for (stage, happened, durable) in cases {
+            let (mut driver, events) = driver(false);
+            let mut host = Watcher { crash_at: Some(stage), ..Default::default() };
+            let batch = driver.run_batch(&mut replica(1, 3), &mut prepare(), &mut host).unwrap();
+            assert_eq!(batch.crashed, Some(stage));
+            assert_eq!(*events.borrow(), happened, "{}", stage.name());
+            driver.storage.inner.crash();
+            assert_eq!(durable_promise(&driver), durable, "{}", stage.name());
+        }
+    }
+
+    #[test]
+    fn a_storage_failure_stops_the_batch_before_anything_waits_on_it() {
+        let (mut driver, events) = driver(true);
+        let result = driver.run_batch(&mut replica(1, 3), &mut prepare(), &mut Watcher::default());
+        assert!(matches!(result, Err(DriveError::Storage(_))), "{result:?}");
+        assert_eq!(*events.borrow(), ["append 1"]);
+    }
+
+    #[test]
+    fn a_batch_steps_at_most_its_limit() {
+        let (mut driver, _) = driver(false);
+        driver.set_max_inputs(2);
+        let mut pending: VecDeque<Input> = (0..5).map(|_| Input::Tick).collect();
+        let batch = driver.run_batch(&mut replica(1, 3), &mut pending, &mut Watcher::default()).unwrap();
+        assert_eq!(batch.stepped, 2);
+        assert_eq!(pending.len(), 3);
+        let empty = driver.run_batch(&mut replica(1, 3), &mut VecDeque::new(), &mut Watcher::default()).unwrap();
+        assert_eq!(empty, Batch::default());
+    }
+
+    #[test]
+    fn a_lone_node_elects_itself_through_the_loopback() {
+        let (mut driver, events) = driver(false);
+        let mut node = replica(1, 1);
+        let mut host = Watcher::default();
+        let mut pending = VecDeque::new();
+        for _ in 0..10_000 {
+            if node.is_leader() {
+                break;
+            }
+            pending.push_back(Input::Tick);
+            while !pending.is_empty() {
+                driver.run_batch(&mut node, &mut pending, &mut host).unwrap();
+            }
+        }
+        assert!(node.is_leader(), "{:?}", node.status());
+        assert!(host.looped.contains(&"prepare") && host.looped.contains(&"promise"), "{:?}", host.looped);
+        assert!(!events.borrow().iter().any(|e| e.starts_with("send")), "a lone node sent {:?}", events.borrow());
+        assert!(durable_promise(&driver));
+    }
+}

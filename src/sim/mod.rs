@@ -65,6 +65,8 @@ pub struct Report {
     pub snapshots_installed: u32,
     /// Batches that crashed, by the stage they crashed after (`Stage::index`).
     pub stage_crashes: [u32; Stage::ALL.len()],
+    /// Most inputs a node stepped in one batch.
+    pub largest_batch: usize,
 }
 
 /// Ticks within which, once the network is healed and stable and every node
@@ -268,6 +270,7 @@ pub fn run_seed(seed: u64, plan: &Plan) -> Result<Report, Failure> {
     report.snapshots_taken = world.snapshots_taken;
     report.snapshots_installed = world.snapshots_installed;
     report.stage_crashes = world.stage_crashes;
+    report.largest_batch = world.largest_batch;
     let recorder = std::mem::take(&mut world.recorder);
     recorder.check().map_err(|e| Failure::new(seed, world.now, format!("linearizability: {e}")))?;
     Ok(report)
@@ -412,6 +415,9 @@ mod tests {
         }
         let counts: Vec<String> = Stage::ALL.iter().map(|s| format!("{}: {}", s.name(), crashes[s.index()])).collect();
         eprintln!("{count} seeds; batches crashed {}", counts.join(", "));
+        eprintln!("largest batch: {} inputs", reports.iter().map(|r| r.largest_batch).max().unwrap_or(0));
+        let largest = reports.iter().map(|r| r.largest_batch).max().unwrap_or(0);
+        assert!(largest > 8, "no node stepped more than {largest} inputs in one batch");
         for stage in Stage::ALL {
             assert!(crashes[stage.index()] > 0, "no batch crashed {} over {count} seeds: {counts:?}", stage.name());
         }

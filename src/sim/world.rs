@@ -72,6 +72,8 @@ pub(super) struct World {
     pub stage_crashes: [u32; Stage::ALL.len()],
     /// Most inputs a node steps in one batch.
     pub max_batch_inputs: usize,
+    /// Most inputs any node stepped in one batch so far.
+    pub largest_batch: usize,
     pub max_down: usize,
     /// The frame limit of the simulated peer channels.
     pub max_frame: usize,
@@ -123,6 +125,7 @@ impl World {
             crash_chance: [0.0; Stage::ALL.len()],
             stage_crashes: [0; Stage::ALL.len()],
             max_batch_inputs: MAX_BATCH_INPUTS,
+            largest_batch: 0,
             max_down,
             max_frame: crate::ssh::frame::DEFAULT_MAX_FRAME,
             refused: Vec::new(),
@@ -218,6 +221,7 @@ impl World {
                 DriveError::Transport(e) => self.fail(format!("peer codec: {e}")),
                 DriveError::Host(f) => f,
             })?;
+            self.largest_batch = self.largest_batch.max(batch.stepped);
             for env in outbox {
                 self.route(env)?;
             }
