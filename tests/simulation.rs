@@ -17,6 +17,7 @@ fn simulation_seeds_hold_safety_linearizability_and_liveness() {
     assert_eq!(reports.len() as u64, count);
     // The runs must have exercised what they claim to.
     assert!(reports.iter().map(|r| r.crashes).sum::<u32>() > 0, "no seed crashed a node");
+    assert!(reports.iter().map(|r| r.wipes).sum::<u32>() > 0, "no seed wiped a node's storage");
     assert!(reports.iter().map(|r| r.partitions).sum::<u32>() > 0, "no seed partitioned the network");
     assert!(reports.iter().all(|r| r.acked_writes > 0), "a seed acknowledged no write");
     assert!(reports.iter().map(|r| r.snapshots_taken).sum::<u32>() > 0, "no seed took a snapshot");
@@ -25,11 +26,12 @@ fn simulation_seeds_hold_safety_linearizability_and_liveness() {
 
 /// Seeds that found bugs in longer runs (`paxos simulate --seeds 20000`):
 /// misaligned entries pushed to pure learners after compaction (5898, 6318,
-/// 6598), and leadership still changing hands at the instant of the final
-/// check (5935, 19539).
+/// 6598), leadership still changing hands at the instant of the final
+/// check (5935, 19539), and a restarted node matching a leader's late answer
+/// to a read of its previous life (2808).
 #[test]
 fn seeds_that_once_failed_now_pass() {
-    for seed in [5898, 6318, 6598, 5935, 19539] {
+    for seed in [5898, 6318, 6598, 5935, 19539, 2808] {
         if let Err(f) = paxos::sim::run_caught(seed, &Plan::default()) {
             panic!("{f}");
         }

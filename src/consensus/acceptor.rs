@@ -14,6 +14,11 @@ impl Replica {
             return;
         }
         self.note_ballot(p.ballot);
+        if !self.is_voter() || !self.knows_proposer(from) {
+            // Not admitted yet, or a proposer that has not introduced itself:
+            // say nothing (it retries).
+            return;
+        }
         if p.ballot < self.promised {
             self.nack(from, p.ballot, NackReason::Preempted);
             return;
@@ -21,7 +26,7 @@ impl Replica {
         if p.ballot > self.promised {
             // Stickiness: while a leader is alive, refuse to help depose it,
             // unless the leader itself asked for the transfer.
-            if !p.transfer && self.leader_alive_besides(from) {
+            if !p.transfer && !p.rejoin && self.leader_alive_besides(from) {
                 self.nack(from, p.ballot, NackReason::LeaderAlive);
                 return;
             }
@@ -33,7 +38,7 @@ impl Replica {
         }
         // A prepare at the ballot already promised is a retransmission: answer again.
         let promise = self.build_promise(&p);
-        self.send_after_persist(from, Message::Promise(promise));
+        self.send_vote(from, Message::Promise(promise));
     }
 
     fn build_promise(&self, p: &Prepare) -> Promise {
@@ -47,7 +52,14 @@ impl Replica {
                 votes.push(Vote { slot: *slot, ballot, entry: state.entry.clone() });
             }
         }
-        Promise { ballot: p.ballot, votes, decided, commit_index: self.commit_index }
+        Promise {
+            ballot: p.ballot,
+            votes,
+            decided,
+            commit_index: self.commit_index,
+            incarnation: self.incarnation,
+            known: self.known_incarnations(),
+        }
     }
 
     pub(super) fn on_accept(&mut self, from: NodeId, a: Accept) {
@@ -55,6 +67,14 @@ impl Replica {
             return;
         }
         self.note_ballot(a.ballot);
+        if !self.is_voter() || !self.knows_proposer(from) {
+            // Follow and learn, but cast no vote.
+            if a.ballot >= self.promised {
+                self.hear_from_leader(from, a.ballot);
+                self.learn_commit(from, a.ballot, a.commit_index);
+            }
+            return;
+        }
         if a.ballot < self.promised {
             self.nack(from, a.ballot, NackReason::Preempted);
             return;
@@ -71,7 +91,7 @@ impl Replica {
             // Decided and folded into a snapshot already: the value proposed
             // is necessarily the chosen one, and the snapshot is durable. The
             // reply still waits for the promise it may have raised.
-            self.send_after_persist(from, reply);
+            self.send_vote(from, reply);
         } else {
             match self.log.get_mut(&a.slot) {
                 Some(state) if state.decided => {
@@ -84,7 +104,7 @@ impl Replica {
                 }
             }
             self.persist(Record::Accepted { slot: a.slot, ballot: a.ballot, entry: a.entry });
-            self.send_after_persist(from, reply);
+            self.send_vote(from, reply);
         }
         self.learn_commit(from, a.ballot, a.commit_index);
     }

@@ -98,7 +98,11 @@ impl Replica {
             Role::Leader(_) => self.last_leader_contact = Some(self.now),
             Role::Follower => {
                 self.expire_transfers();
-                if self.roles.proposer && self.now >= self.election_deadline && self.now >= self.no_campaign_before {
+                if self.roles.proposer
+                    && self.is_voter()
+                    && self.now >= self.election_deadline
+                    && self.now >= self.no_campaign_before
+                {
                     self.start_probe();
                 }
             }
@@ -128,7 +132,7 @@ impl Replica {
         self.note_ballot(ballot);
         self.role = Role::Preparing(Campaign::new(ballot, self.now));
         self.persist(Record::Campaigned { ballot });
-        let prepare = Prepare { ballot, first_slot: self.commit_index, transfer };
+        let prepare = Prepare { ballot, first_slot: self.commit_index, transfer, rejoin: false };
         for acceptor in self.acceptors.clone() {
             self.send_after_persist(acceptor, Message::Prepare(prepare.clone()));
         }
@@ -139,7 +143,7 @@ impl Replica {
             return;
         }
         self.note_ballot(probe.ballot);
-        let granted = probe.ballot > self.promised && !self.leader_alive_besides(from);
+        let granted = probe.ballot > self.promised && !self.leader_alive_besides(from) && self.is_voter();
         let reply =
             ProbeReply { ballot: probe.ballot, granted, promised: self.promised, commit_index: self.commit_index };
         self.send(from, Message::ProbeReply(reply));
@@ -174,6 +178,7 @@ impl Replica {
 
     pub(super) fn on_nack(&mut self, from: NodeId, nack: Nack) {
         self.note_ballot(nack.promised);
+        self.on_rejoin_nack(nack.ballot);
         let (phase1, acceptors) = (self.quorums.phase1, self.acceptors.len());
         match &mut self.role {
             Role::Leader(ls) if nack.ballot == ls.ballot && nack.promised > ls.ballot => self.step_down(),
@@ -287,7 +292,7 @@ impl Replica {
     }
 
     pub(super) fn on_timeout_now(&mut self, from: NodeId, m: TimeoutNow) {
-        if !self.roles.proposer || self.is_leader() {
+        if !self.roles.proposer || self.is_leader() || !self.is_voter() {
             return;
         }
         self.note_ballot(m.ballot);

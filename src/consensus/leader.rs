@@ -38,15 +38,20 @@ pub(crate) struct LeaderState {
 
 impl Replica {
     pub(super) fn on_promise(&mut self, from: NodeId, p: Promise) {
-        if !self.is_acceptor(from) {
+        if !self.is_acceptor(from) || self.on_rejoin_promise(from, &p) {
             return;
         }
         let phase1 = self.quorums.phase1;
-        let Role::Preparing(c) = &mut self.role else { return };
+        let Role::Preparing(c) = &self.role else { return };
         if c.ballot != p.ballot {
             return;
         }
-        c.promises.insert(from, p);
+        let mut promises = c.promises.clone();
+        promises.insert(from, p);
+        let valid = self.valid_promisers(&promises);
+        let Role::Preparing(c) = &mut self.role else { return };
+        promises.retain(|id, _| valid.contains(id));
+        c.promises = promises;
         if c.promises.len() >= phase1 {
             self.become_leader();
         }
@@ -325,6 +330,11 @@ impl Replica {
         if ok {
             self.hear_from_leader(from, hb.ballot);
             self.learn_commit(from, hb.ballot, hb.commit_index);
+        }
+        if !self.is_voter() {
+            // A node that may not vote must not count toward a leader's
+            // check-quorum or confirm a linearizable read.
+            return;
         }
         let reply = HeartbeatReply {
             ballot: hb.ballot,

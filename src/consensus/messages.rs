@@ -31,6 +31,8 @@ pub enum Message {
     ReadIndex(ReadIndex),
     ReadIndexReply(ReadIndexReply),
     TimeoutNow(TimeoutNow),
+    Hello(Hello),
+    HelloReply(HelloReply),
 }
 
 /// Pre-vote: "would you promise `ballot` if I asked?" An acceptor answers
@@ -62,6 +64,11 @@ pub struct Prepare {
     /// Set by a planned leadership transfer: acceptors waive stickiness.
     #[serde(default)]
     pub transfer: bool,
+    /// Phase 1 of an acceptor that lost its data and is rejoining
+    /// (`membership`): acceptors waive stickiness; the sender never leads
+    /// with this ballot.
+    #[serde(default)]
+    pub rejoin: bool,
 }
 
 /// A vote an acceptor cast before: value `entry` for `slot` at `ballot`.
@@ -83,6 +90,13 @@ pub struct Promise {
     pub votes: Vec<Vote>,
     pub decided: Vec<(Slot, Entry)>,
     pub commit_index: Slot,
+    /// The sender's incarnation, and every incarnation it has recorded for
+    /// its peers: a candidate drops a promise that another contradicts
+    /// (a promise made before its sender lost its data).
+    #[serde(default)]
+    pub incarnation: u64,
+    #[serde(default)]
+    pub known: Vec<(NodeId, u64)>,
 }
 
 /// Phase 2a for one slot; piggybacks the leader's commit index.
@@ -198,6 +212,20 @@ pub struct TimeoutNow {
     pub ballot: Ballot,
 }
 
+/// "I am this incarnation": sent to every peer until it answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub incarnation: u64,
+}
+
+/// Sent once the hello's incarnation is on disk. `others`: the sender has
+/// seen another incarnation of the node that said hello.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HelloReply {
+    pub incarnation: u64,
+    pub others: bool,
+}
+
 impl Message {
     /// The wire tag, for logs and metrics.
     pub fn kind(&self) -> &'static str {
@@ -218,6 +246,8 @@ impl Message {
             Message::ReadIndex(_) => "read_index",
             Message::ReadIndexReply(_) => "read_index_reply",
             Message::TimeoutNow(_) => "timeout_now",
+            Message::Hello(_) => "hello",
+            Message::HelloReply(_) => "hello_reply",
         }
     }
 }

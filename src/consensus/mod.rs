@@ -9,6 +9,7 @@
 
 pub mod ballot;
 pub mod config;
+pub mod membership;
 pub mod messages;
 pub mod provenance;
 pub mod quorum;
@@ -158,6 +159,10 @@ pub struct Status {
     pub pending_requests: usize,
     pub in_flight: usize,
     pub elections_started: u64,
+    /// This data directory's incarnation (`storage::identity`).
+    pub incarnation: u64,
+    /// `voter`, or why this node does not vote yet (`introducing`, `rejoining`).
+    pub voting: String,
 }
 
 pub struct Replica {
@@ -169,6 +174,16 @@ pub struct Replica {
     acceptors: Vec<NodeId>,
     rng: Rng,
     now: u64,
+
+    // Membership (durable: Seen and Joined records).
+    incarnation: u64,
+    /// Every peer's incarnation as last introduced, and whether another
+    /// incarnation of it was ever seen.
+    seen: BTreeMap<NodeId, (u64, bool)>,
+    /// Peers that recorded this incarnation (answered its hello).
+    introduced: std::collections::BTreeSet<NodeId>,
+    last_hello: Option<u64>,
+    voting: membership::Voting,
 
     // Acceptor state (durable: Promised and Accepted records).
     promised: Ballot,
@@ -220,6 +235,11 @@ impl Replica {
             others,
             acceptors,
             now: 0,
+            incarnation: recovered.incarnation,
+            seen: BTreeMap::new(),
+            introduced: Default::default(),
+            last_hello: None,
+            voting: membership::Voting::Unclassified { answers: BTreeMap::new() },
             promised: Ballot::ZERO,
             max_round: 0,
             log: BTreeMap::new(),
@@ -245,6 +265,7 @@ impl Replica {
             reads: ReadState::default(),
             out: Outputs::default(),
         };
+        replica.reads = ReadState::with_random_ids(replica.rng.next_u64());
         replica.restore(recovered);
         replica.reset_election_timer();
         Ok(replica)
@@ -266,6 +287,7 @@ impl Replica {
 
     fn on_tick(&mut self) {
         self.now += 1;
+        self.tick_membership();
         self.tick_election();
         self.tick_leader();
         self.tick_learner();
@@ -298,6 +320,8 @@ impl Replica {
             Message::ReadIndex(m) => self.on_read_index(from, m),
             Message::ReadIndexReply(m) => self.on_read_index_reply(m),
             Message::TimeoutNow(m) => self.on_timeout_now(from, m),
+            Message::Hello(m) => self.on_hello(from, m),
+            Message::HelloReply(m) => self.on_hello_reply(from, m),
         }
     }
 
@@ -358,6 +382,8 @@ impl Replica {
             pending_requests: self.clients.pending_len(),
             in_flight: self.role.in_flight(),
             elections_started: self.elections_started,
+            incarnation: self.incarnation,
+            voting: self.voting.name().to_string(),
         }
     }
 

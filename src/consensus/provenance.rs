@@ -46,6 +46,7 @@ impl Replica {
         // the role the sender needs and whether it has it)
         let (own, ours, role): (Option<Ballot>, Option<Ballot>, Option<(&str, bool)>) = match msg {
             Message::Probe(m) => (Some(m.ballot), None, Some(("a proposer", roles.proposer))),
+            Message::Prepare(m) if m.rejoin => (Some(m.ballot), None, Some(("an acceptor", roles.acceptor))),
             Message::Prepare(m) => (Some(m.ballot), None, Some(("a proposer", roles.proposer))),
             Message::Accept(m) => (Some(m.ballot), None, Some(("a proposer", roles.proposer))),
             Message::Heartbeat(m) => (Some(m.ballot), None, Some(("a proposer", roles.proposer))),
@@ -60,8 +61,19 @@ impl Replica {
             | Message::InstallSnapshot(_)
             | Message::Forward(_)
             | Message::ReadIndex(_)
-            | Message::ReadIndexReply(_) => (None, None, None),
+            | Message::ReadIndexReply(_)
+            | Message::Hello(_)
+            | Message::HelloReply(_) => (None, None, None),
         };
+        if let Message::Promise(m) = msg
+            && m.known.len() > self.cfg.members.len()
+        {
+            return Err(format!(
+                "a promise names {} incarnations for {} members",
+                m.known.len(),
+                self.cfg.members.len()
+            ));
+        }
         if let Some(b) = own.filter(|b| b.node != from) {
             return Err(format!("node {from} sent ballot {b}, which belongs to node {}", b.node));
         }
@@ -93,7 +105,9 @@ fn ballots(msg: &Message) -> Vec<Ballot> {
         | Message::InstallSnapshot(_)
         | Message::Forward(_)
         | Message::ReadIndex(_)
-        | Message::ReadIndexReply(_) => Vec::new(),
+        | Message::ReadIndexReply(_)
+        | Message::Hello(_)
+        | Message::HelloReply(_) => Vec::new(),
     }
 }
 
@@ -116,8 +130,12 @@ fn slots(msg: &Message) -> Vec<u64> {
         Message::Decided(m) => vec![m.first_slot.saturating_add(m.entries.len() as u64), m.commit_index],
         Message::InstallSnapshot(m) => vec![m.through, m.offset, m.total],
         Message::ReadIndexReply(m) => vec![m.index],
-        Message::Probe(_) | Message::Nack(_) | Message::TimeoutNow(_) | Message::Forward(_) | Message::ReadIndex(_) => {
-            Vec::new()
-        }
+        Message::Probe(_)
+        | Message::Nack(_)
+        | Message::TimeoutNow(_)
+        | Message::Forward(_)
+        | Message::ReadIndex(_)
+        | Message::Hello(_)
+        | Message::HelloReply(_) => Vec::new(),
     }
 }

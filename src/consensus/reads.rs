@@ -47,6 +47,15 @@ pub(crate) struct ReadState {
     parked: Vec<(RequestId, String)>,
 }
 
+impl ReadState {
+    /// Number this life's reads from a random point: a leader may answer a
+    /// read a node asked for before it restarted, and that answer must not
+    /// match a read of the new life (it carries an older index).
+    pub(super) fn with_random_ids(random: u64) -> Self {
+        ReadState { next_id: random >> 11, ..Default::default() }
+    }
+}
+
 impl Replica {
     pub(super) fn on_read(&mut self, request: RequestId, key: String, linearizable: bool) {
         if !linearizable {

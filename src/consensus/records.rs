@@ -6,7 +6,7 @@
 //! enforced by the output type: a message that depends on a record leaves in
 //! `Outputs::send_after_persist`, never before the record is durable.
 
-use super::ballot::Ballot;
+use super::ballot::{Ballot, NodeId};
 use crate::state_machine::{Entry, KvStore, Slot};
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,28 @@ pub enum Record {
     /// Every slot below `through` is chosen; where no `Decided` record says
     /// otherwise, the chosen value is this node's last `Accepted` vote.
     Committed { through: Slot },
+    /// This node heard `node` introduce itself as `incarnation` (a data
+    /// directory's random identity). `others` is sticky: this node has
+    /// also seen a different incarnation of `node`, so `node` once lost its
+    /// data directory or was copied (see `membership`).
+    Seen { node: NodeId, incarnation: u64, others: bool },
+    /// This incarnation may promise and vote: it was there when the cluster
+    /// began (genesis), or it was re-admitted after losing its data.
+    Joined { how: JoinedHow },
+}
+
+/// How an incarnation became a voter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinedHow {
+    /// Every other member answered that it had never seen another
+    /// incarnation of this node: nothing this node could have forgotten.
+    Genesis,
+    /// It ran phase 1 with a quorum of the other acceptors and took their
+    /// votes as its own (`membership::rejoin`).
+    Rejoined { ballot: Ballot },
+    /// The data directory predates incarnations: it kept its history.
+    Adopted,
 }
 
 impl Record {
@@ -50,4 +72,8 @@ pub struct Snapshot {
 pub struct Recovered {
     pub snapshot: Option<Snapshot>,
     pub records: Vec<Record>,
+    /// The data directory's incarnation: random, drawn when the directory
+    /// was created, so a node that lost its data comes back as another
+    /// incarnation that its peers can tell from the one they knew.
+    pub incarnation: u64,
 }

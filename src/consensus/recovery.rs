@@ -38,6 +38,11 @@ impl Replica {
                     }
                 }
                 Record::Committed { through } => committed_through = committed_through.max(through),
+                Record::Seen { node, incarnation, others } => {
+                    let sticky = self.seen.get(&node).is_some_and(|(_, o)| *o);
+                    self.seen.insert(node, (incarnation, others || sticky));
+                }
+                Record::Joined { .. } => self.voting = super::membership::Voting::Voter,
             }
         }
         self.note_ballot(self.promised);

@@ -156,6 +156,8 @@ impl NodeApi for NodeHandle {
                     pending_requests: 0,
                     in_flight: 0,
                     elections_started: 0,
+                    incarnation: 0,
+                    voting: "stopping".into(),
                 }),
             }
         })

@@ -17,7 +17,7 @@ use crate::ops::{EXIT_DENIED, Role};
 use crate::ssh::frame::DEFAULT_MAX_FRAME;
 use crate::ssh::peer::{PeerLink, PeerLinkSettings};
 use crate::ssh::server::{AccessList, OperatorService, OperatorSession, Principal, ServerSettings, SshServer};
-use crate::storage::{DiskStorage, Storage};
+use crate::storage::{DiskStorage, Opened, Owner, Storage};
 use anyhow::{Context as _, bail};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -67,13 +67,31 @@ pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Res
     }
     let identity = Arc::new(identity);
 
-    let mut storage = DiskStorage::open(&cluster.node.data_dir)?;
+    let owner = Owner { cluster: cluster.inventory.cluster.clone(), node: id };
+    let (mut storage, opened) = DiskStorage::open_as(&cluster.node.data_dir, &owner)?;
+    match opened {
+        Opened::Existing => {}
+        Opened::Created => info!(
+            node = id,
+            dir = %cluster.node.data_dir.display(),
+            incarnation = storage.incarnation(),
+            "new data directory: this node votes once its peers confirm it never had another one, \
+             or once it has rejoined (it catches up first)"
+        ),
+        Opened::Adopted => info!(
+            node = id,
+            dir = %cluster.node.data_dir.display(),
+            incarnation = storage.incarnation(),
+            "gave a data directory from an earlier version its identity; its history is kept"
+        ),
+    }
     let recovered = storage.recover()?;
     info!(
         node = id,
         dir = %cluster.node.data_dir.display(),
         records = recovered.records.len(),
         snapshot = recovered.snapshot.as_ref().map(|s| s.through),
+        incarnation = recovered.incarnation,
         "recovered durable state"
     );
     let replica = Replica::new(cluster.consensus.clone(), rand::random(), recovered)?;

@@ -269,6 +269,11 @@ impl Cluster {
         self.world.crash(id);
     }
 
+    /// Kill a node and lose its storage: it restarts empty, as a new incarnation.
+    pub fn wipe(&mut self, id: NodeId) {
+        self.world.wipe(id);
+    }
+
     /// Start a crashed node again from its storage. The world checks that it
     /// still honours every promise and vote it sent before.
     pub fn restart(&mut self, id: NodeId) {

@@ -58,6 +58,8 @@ pub struct Report {
     pub operations: usize,
     pub acked_writes: usize,
     pub crashes: u32,
+    /// Crashes that also lost the node's whole storage.
+    pub wipes: u32,
     pub partitions: u32,
     pub messages: u64,
     pub liveness_ticks: u64,
@@ -283,7 +285,14 @@ fn inject_faults(world: &mut World, rng: &mut Rng, report: &mut Report) -> Resul
     let leader = world.leaders().first().copied().filter(|_| rng.chance(0.5));
     if rng.chance(0.004) && ids.len() - up.len() < world.max_down {
         let victim = leader.unwrap_or_else(|| up[rng.between(0, up.len() as u64 - 1) as usize]);
-        world.crash(victim);
+        // Now and then the disk goes too, one node at a time: a node can
+        // rejoin only with the help of a quorum of acceptors that kept theirs.
+        if world.all_voting() && rng.chance(0.25) {
+            world.wipe(victim);
+            report.wipes += 1;
+        } else {
+            world.crash(victim);
+        }
         report.crashes += 1;
     }
     for id in ids.iter().filter(|id| !up.contains(id)) {

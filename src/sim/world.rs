@@ -372,6 +372,25 @@ impl World {
         }
     }
 
+    /// Lose a node's whole data directory (a dead disk, a reinstalled
+    /// machine): it stops, and comes back on restart empty, as a new
+    /// incarnation, which must rejoin before it votes again. What it
+    /// promised before is gone with its disk, so the restart check starts over.
+    pub fn wipe(&mut self, id: NodeId) {
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.replica = None;
+            node.restarts += 1;
+            let incarnation = (id << 32) | u64::from(node.restarts);
+            node.storage = MemStorage::with_incarnation(incarnation);
+            node.max_promised_sent = Ballot::ZERO;
+        }
+    }
+
+    /// Whether every node is up and may vote (none is still rejoining).
+    pub fn all_voting(&self) -> bool {
+        self.nodes.values().all(|n| n.replica.as_ref().is_some_and(|r| r.status().voting == "voter"))
+    }
+
     /// Restart a node from its durable state; it must still honour every
     /// promise and vote it sent before the crash.
     pub fn restart(&mut self, id: NodeId) -> Result<(), Failure> {

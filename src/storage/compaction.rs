@@ -2,8 +2,10 @@
 //! disk and the in-memory storage, so the simulation compacts exactly as a
 //! real node does.
 
+use crate::consensus::ballot::NodeId;
 use crate::consensus::records::Record;
 use crate::state_machine::Slot;
+use std::collections::BTreeMap;
 
 /// Whether `record` is about a slot that a snapshot through `through`
 /// already covers (every slot below `through` is applied in it).
@@ -19,7 +21,9 @@ pub fn is_covered(record: &Record, through: Slot) -> bool {
 /// 2. every `Accepted` and `Decided` for a slot at or above `through`, in
 ///    their original order (a later vote for a slot replaces an earlier
 ///    one on replay, so their order must not change);
-/// 3. the highest `Committed`, last. Moving it after votes that followed it
+/// 3. the last `Seen` of each node (with `others` set if any had it) and
+///    the first `Joined`;
+/// 4. the highest `Committed`, last. Moving it after votes that followed it
 ///    does not change which value it names: any vote a correct acceptor
 ///    casts for a slot after that slot is chosen carries the chosen value
 ///    (Paxos Made Simple, §2.2, P2c).
@@ -30,8 +34,15 @@ pub fn compact(records: &[Record], through: Slot) -> Vec<Record> {
     let mut campaigned = None;
     let mut committed = None;
     let mut votes_and_decisions = Vec::new();
+    let mut seen: BTreeMap<NodeId, (u64, bool)> = BTreeMap::new();
+    let mut joined = None;
     for record in records {
         match record {
+            Record::Seen { node, incarnation, others } => {
+                let sticky = seen.get(node).is_some_and(|(_, o)| *o);
+                seen.insert(*node, (*incarnation, *others || sticky));
+            }
+            Record::Joined { how } => joined = joined.or(Some(*how)),
             Record::Promised { ballot } => promised = promised.max(Some(*ballot)),
             Record::Campaigned { ballot } => campaigned = campaigned.max(Some(*ballot)),
             Record::Committed { through } => committed = committed.max(Some(*through)),
@@ -46,6 +57,8 @@ pub fn compact(records: &[Record], through: Slot) -> Vec<Record> {
     compacted.extend(promised.map(|ballot| Record::Promised { ballot }));
     compacted.extend(campaigned.map(|ballot| Record::Campaigned { ballot }));
     compacted.append(&mut votes_and_decisions);
+    compacted.extend(seen.into_iter().map(|(node, (incarnation, others))| Record::Seen { node, incarnation, others }));
+    compacted.extend(joined.map(|how| Record::Joined { how }));
     compacted.extend(committed.map(|through| Record::Committed { through }));
     compacted
 }
@@ -67,6 +80,8 @@ pub(crate) mod meaning {
         pub votes: BTreeMap<Slot, (Ballot, Entry)>,
         pub decisions: BTreeMap<Slot, Entry>,
         pub committed: Option<Slot>,
+        pub seen: BTreeMap<u64, (u64, bool)>,
+        pub joined: Option<crate::consensus::records::JoinedHow>,
     }
 
     pub fn replay(through: Slot, records: &[Record]) -> DurableMeaning {
@@ -83,6 +98,11 @@ pub(crate) mod meaning {
                     meaning.decisions.insert(*slot, entry.clone());
                 }
                 Record::Accepted { .. } | Record::Decided { .. } => {}
+                Record::Seen { node, incarnation, others } => {
+                    let sticky = meaning.seen.get(node).is_some_and(|(_, o)| *o);
+                    meaning.seen.insert(*node, (*incarnation, *others || sticky));
+                }
+                Record::Joined { how } => meaning.joined = meaning.joined.or(Some(*how)),
             }
         }
         meaning
@@ -126,6 +146,12 @@ pub(crate) mod tests {
             Record::Decided { slot: 5, entry: Entry::Noop },
             Record::Committed { through: 4 },
             Record::Accepted { slot: 6, ballot: b(3, 2), entry: put(6) },
+            Record::Seen { node: 3, incarnation: 30, others: false },
+            Record::Joined { how: crate::consensus::records::JoinedHow::Genesis },
+            Record::Seen { node: 2, incarnation: 20, others: true },
+            Record::Seen { node: 3, incarnation: 31, others: true },
+            Record::Seen { node: 2, incarnation: 21, others: false },
+            Record::Joined { how: crate::consensus::records::JoinedHow::Adopted },
         ]
     }
 
@@ -143,6 +169,9 @@ pub(crate) mod tests {
                 Record::Accepted { slot: 4, ballot: b(3, 2), entry: put(4) },
                 Record::Decided { slot: 5, entry: Entry::Noop },
                 Record::Accepted { slot: 6, ballot: b(3, 2), entry: put(6) },
+                Record::Seen { node: 2, incarnation: 21, others: true },
+                Record::Seen { node: 3, incarnation: 31, others: true },
+                Record::Joined { how: crate::consensus::records::JoinedHow::Genesis },
                 Record::Committed { through: 4 },
             ]
         );

@@ -14,11 +14,22 @@ pub struct MemStorage {
     snapshot: Option<Arc<Snapshot>>,
     durable: Arc<Vec<Record>>,
     unsynced: Vec<Record>,
+    incarnation: u64,
 }
 
 impl MemStorage {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store whose directory has this incarnation (see
+    /// `storage::identity`); `new` has incarnation 0.
+    pub fn with_incarnation(incarnation: u64) -> Self {
+        MemStorage { incarnation, ..Self::default() }
+    }
+
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     /// Forget every record appended since the last `sync`, as a power cut
@@ -67,7 +78,11 @@ impl Storage for MemStorage {
     }
 
     fn recover(&mut self) -> Result<Recovered, StorageError> {
-        Ok(Recovered { snapshot: self.snapshot.as_deref().cloned(), records: self.durable.to_vec() })
+        Ok(Recovered {
+            snapshot: self.snapshot.as_deref().cloned(),
+            records: self.durable.to_vec(),
+            incarnation: self.incarnation,
+        })
     }
 }
 
@@ -91,7 +106,10 @@ mod tests {
         storage.append(&[Record::Committed { through: 2 }]).unwrap();
         assert_eq!(storage.unsynced_records().len(), 2);
         storage.crash();
-        assert_eq!(storage.recover().unwrap(), Recovered { snapshot: None, records: vec![accepted(0), accepted(1)] });
+        assert_eq!(
+            storage.recover().unwrap(),
+            Recovered { snapshot: None, records: vec![accepted(0), accepted(1)], incarnation: 0 }
+        );
         storage.append(&[accepted(3)]).unwrap();
         storage.sync().unwrap();
         assert_eq!(storage.recover().unwrap().records, vec![accepted(0), accepted(1), accepted(3)]);

@@ -13,12 +13,14 @@
 
 pub mod compaction;
 pub mod disk;
+pub mod identity;
 pub mod mem;
 pub mod snapshot;
 pub mod wal;
 
 pub use compaction::compact;
-pub use disk::DiskStorage;
+pub use disk::{DiskStorage, Opened};
+pub use identity::Owner;
 pub use mem::MemStorage;
 pub use wal::Wal;
 

@@ -31,6 +31,9 @@ fn every_record_kind() -> Vec<Record> {
         },
         Record::Decided { slot: 1, entry: Entry::Noop },
         Record::Committed { through: 2 },
+        Record::Seen { node: 2, incarnation: 77, others: false },
+        Record::Seen { node: 3, incarnation: 78, others: true },
+        Record::Joined { how: JoinedHow::Rejoined { ballot: b(4, 1) } },
     ]
 }
 
@@ -55,7 +58,7 @@ fn every_record_kind_survives_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     drop(open_with(dir.path(), &every_record_kind()));
     let recovered = DiskStorage::open(dir.path()).unwrap().recover().unwrap();
-    assert_eq!(recovered, Recovered { snapshot: None, records: every_record_kind() });
+    assert_eq!(recovered, Recovered { snapshot: None, records: every_record_kind(), incarnation: 0 });
 }
 
 #[test]
@@ -182,4 +185,73 @@ fn a_second_opener_of_the_data_dir_is_refused_naming_the_dir() {
     assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
     drop(first);
     DiskStorage::open(dir.path()).expect("the lock goes with its holder");
+}
+
+fn owner(node: u64) -> Owner {
+    Owner { cluster: "lab".into(), node }
+}
+
+#[test]
+fn a_new_directory_gets_an_identity_and_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (storage, opened) = DiskStorage::open_as(&data, &owner(1)).unwrap();
+    assert_eq!(opened, Opened::Created);
+    let incarnation = storage.incarnation();
+    assert_ne!(incarnation, 0);
+    drop(storage);
+    let (mut storage, opened) = DiskStorage::open_as(&data, &owner(1)).unwrap();
+    assert_eq!(opened, Opened::Existing);
+    assert_eq!(storage.recover().unwrap().incarnation, incarnation);
+}
+
+#[test]
+fn an_emptied_directory_comes_back_as_another_incarnation() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (first, _) = DiskStorage::open_as(&data, &owner(1)).unwrap();
+    let before = first.incarnation();
+    drop(first);
+    std::fs::remove_dir_all(&data).unwrap();
+    let (second, opened) = DiskStorage::open_as(&data, &owner(1)).unwrap();
+    assert_eq!(opened, Opened::Created);
+    assert_ne!(second.incarnation(), before);
+}
+
+#[test]
+fn a_directory_copied_from_another_node_or_cluster_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    drop(DiskStorage::open_as(&data, &owner(2)).unwrap());
+    let identity_before = std::fs::read(data.join(identity::IDENTITY_FILE)).unwrap();
+    let err = DiskStorage::open_as(&data, &owner(3)).unwrap_err().to_string();
+    assert!(err.contains("belongs to node 2 of cluster \"lab\""), "{err}");
+    let other = Owner { cluster: "prod".into(), node: 2 };
+    let err = DiskStorage::open_as(&data, &other).unwrap_err().to_string();
+    assert!(err.contains("not to node 2 of cluster \"prod\""), "{err}");
+    assert_eq!(std::fs::read(data.join(identity::IDENTITY_FILE)).unwrap(), identity_before);
+}
+
+#[test]
+fn a_directory_whose_log_was_deleted_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    drop(DiskStorage::open_as(&data, &owner(1)).unwrap());
+    std::fs::remove_file(data.join(WAL_FILE)).unwrap();
+    let err = DiskStorage::open_as(&data, &owner(1)).unwrap_err();
+    assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("promises and votes are lost"), "{err}");
+    assert!(!data.join(WAL_FILE).exists(), "the refusal must not create a new log");
+}
+
+#[test]
+fn a_directory_from_before_identities_is_adopted_with_its_votes() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open_with(dir.path(), &every_record_kind()[..3]));
+    let (mut storage, opened) = DiskStorage::open_as(dir.path(), &owner(1)).unwrap();
+    assert_eq!(opened, Opened::Adopted);
+    let recovered = storage.recover().unwrap();
+    assert_eq!(recovered.records[..3], every_record_kind()[..3]);
+    assert_eq!(recovered.records.last(), Some(&Record::Joined { how: JoinedHow::Adopted }));
+    assert_eq!(recovered.incarnation, storage.incarnation());
 }
