@@ -170,7 +170,13 @@ fn garbage_on_a_real_peer_channel_closes_only_that_channel() {
 
 #[test]
 fn a_node_pinning_the_wrong_host_key_for_a_peer_names_both_fingerprints_and_the_rest_commit() {
-    let mut cluster = Cluster::prepare(3);
+    // The cluster first starts whole: a brand-new cluster votes only once
+    // every member has introduced itself (a member that never spoke cannot
+    // be told from one that lost its data), so this is a running cluster
+    // whose node 1 is restarted with a bad inventory.
+    let mut cluster = Cluster::start(3);
+    cluster.put("before", "restart");
+    cluster.stop(1);
     // Node 1 alone reads an inventory that pins an impostor's key for node 2.
     let impostor = cluster.dir.path().join("keys/impostor");
     let impostor_public = keys::generate_ed25519(&impostor, "impostor").unwrap();
@@ -181,7 +187,8 @@ fn a_node_pinning_the_wrong_host_key_for_a_peer_names_both_fingerprints_and_the_
     let mut config: Value = serde_json::from_str(&fs::read_to_string(&cluster.node(1).config).unwrap()).unwrap();
     config["cluster_file"] = wrong.to_str().unwrap().into();
     fs::write(&cluster.node(1).config, config.to_string()).unwrap();
-    cluster.start_all();
+    let first_life = cluster.log(1).len();
+    cluster.restart(1);
 
     let real = fingerprint_of(&cluster.node(2).key);
     let pinned = keys::fingerprint(&impostor_public);
@@ -224,7 +231,7 @@ fn a_node_pinning_the_wrong_host_key_for_a_peer_names_both_fingerprints_and_the_
         },
         || cluster.logs(),
     );
-    assert!(!has_line(&cluster.log(1), &["node 1 linked to peer 2"]), "{}", cluster.logs());
+    assert!(!has_line(&cluster.log(1)[first_life..], &["node 1 linked to peer 2"]), "{}", cluster.logs());
     for id in [1, 2, 3] {
         assert!(cluster.exited(id).is_none(), "node {id} exited\n{}", cluster.logs());
     }

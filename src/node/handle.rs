@@ -114,6 +114,8 @@ impl NodeHandle {
             last_heartbeat_age_ms: if s.leader == Some(s.id) { None } else { s.ticks_since_leader.map(|t| self.ms(t)) },
             pending_requests: s.pending_requests as u64,
             uptime_ms: self.started.elapsed().as_millis() as u64,
+            voting: s.voting,
+            incarnation: s.incarnation,
         }
     }
 }

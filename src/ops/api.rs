@@ -69,6 +69,13 @@ pub struct NodeStatus {
     /// Client commands submitted here and not answered yet.
     pub pending_requests: u64,
     pub uptime_ms: u64,
+    /// `voter`, or why this node does not vote yet: `introducing` (a new
+    /// data directory asking its peers) or `rejoining` (it lost its data).
+    #[serde(default)]
+    pub voting: String,
+    /// The data directory's incarnation (random, drawn when it was created).
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 /// A cluster member as one node sees it.

@@ -112,6 +112,9 @@ fn status_text(s: &NodeStatus) -> String {
     let _ = writeln!(t, "node       {} {} at {} ({})", s.id, s.name, s.address, s.roles.join(", "));
     let _ = writeln!(t, "cluster    {}", s.cluster);
     let _ = writeln!(t, "role       {}", s.role);
+    if s.voting != "voter" {
+        let _ = writeln!(t, "voting     not yet: {}", s.voting);
+    }
     let leader = s.leader.map_or_else(|| "none known".to_owned(), |id| id.to_string());
     let _ = writeln!(t, "leader     {leader}");
     let _ = writeln!(t, "ballot     {} (promised {})", s.ballot, s.promised);

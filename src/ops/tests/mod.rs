@@ -90,6 +90,8 @@ pub fn status(leader: Option<NodeId>, commit_index: u64) -> NodeStatus {
         last_heartbeat_age_ms: None,
         pending_requests: 0,
         uptime_ms: 3_723_000,
+        voting: "voter".into(),
+        incarnation: 4242,
     }
 }
 
