@@ -398,7 +398,8 @@ mod tests {
     }
 
     fn prepare() -> VecDeque<Input> {
-        let msg = Message::Prepare(Prepare { ballot: Ballot::new(1, 2), first_slot: 0, transfer: false });
+        let msg =
+            Message::Prepare(Prepare { ballot: Ballot::new(1, 2), first_slot: 0, transfer: false, rejoin: false });
         VecDeque::from([Input::Receive(Envelope { from: 2, to: 1, msg })])
     }
 

@@ -377,12 +377,12 @@ impl World {
     /// incarnation, which must rejoin before it votes again. What it
     /// promised before is gone with its disk, so the restart check starts over.
     pub fn wipe(&mut self, id: NodeId) {
+        self.crash(id);
         if let Some(node) = self.nodes.get_mut(&id) {
-            node.replica = None;
             node.restarts += 1;
             let incarnation = (id << 32) | u64::from(node.restarts);
-            node.storage = MemStorage::with_incarnation(incarnation);
-            node.max_promised_sent = Ballot::ZERO;
+            node.driver.storage = MemStorage::with_incarnation(incarnation);
+            node.watch.max_promised_sent = Ballot::ZERO;
         }
     }
 
