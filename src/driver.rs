@@ -317,7 +317,7 @@ mod tests {
     use super::*;
     use crate::consensus::ballot::{Ballot, NodeId};
     use crate::consensus::config::{Config, Roles};
-    use crate::consensus::messages::{Message, Prepare};
+    use crate::consensus::messages::{Hello, HelloReply, Message, Prepare};
     use crate::consensus::records::{Record, Recovered, Snapshot};
     use crate::storage::MemStorage;
     use std::cell::RefCell;
@@ -386,9 +386,19 @@ mod tests {
         }
     }
 
+    /// A member of a new cluster that has met every peer, so it votes.
     fn replica(id: NodeId, n: u64) -> Replica {
         let members: BTreeMap<NodeId, Roles> = (1..=n).map(|i| (i, Roles::default())).collect();
-        Replica::new(Config::new(id, members), 7, Recovered::default()).expect("valid config")
+        let mut replica = Replica::new(Config::new(id, members), 7, Recovered::default()).expect("valid config");
+        for peer in (1..=n).filter(|p| *p != id) {
+            let hello = Message::Hello(Hello { incarnation: 100 + peer });
+            replica.step(Input::Receive(Envelope { from: peer, to: id, msg: hello }));
+            let reply = Message::HelloReply(HelloReply { incarnation: 0, others: false });
+            replica.step(Input::Receive(Envelope { from: peer, to: id, msg: reply }));
+        }
+        // (A cluster of one joins on its first tick: nobody to ask.)
+        assert!(n == 1 || replica.status().voting == "voter");
+        replica
     }
 
     fn driver(fail: bool) -> (BatchDriver<Logged, Wire>, Events) {
