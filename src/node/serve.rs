@@ -137,6 +137,10 @@ pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Res
     let service = Arc::new(OpsService { api: Arc::new(handle.clone()), audit: Arc::new(audit) });
     let runtime = Runtime { replica, storage, peers: links, tick, metrics };
 
+    if let Some(path) = std::env::var_os(crate::ssh::faults::FAULT_FILE_ENV) {
+        // A testing facility (the nemesis's partitions); unset in production.
+        crate::ssh::faults::watch(id, path.into(), shutdown.clone());
+    }
     let server_stop = shutdown.clone();
     let span = tracing::info_span!("node", id);
     let server_task = tokio::spawn(server.run::<Message>(inbox_tx, service, server_stop).instrument(span.clone()));
