@@ -208,14 +208,15 @@ pub async fn run(plan: &Plan) -> Result<Summary, NemesisError> {
     }
     let (slots_compared, disagreements) = check::log_disagreements(&logs);
     anomalies.extend(disagreements);
+    anomalies.extend(cluster.exited());
+    cluster.stop_all();
+    // Written before the check, which can take long on a long history.
     let events = history.snapshot();
+    let history_path = plan.dir.join("history.jsonl");
+    history::write_jsonl(&history_path, &events).map_err(setup)?;
     if let Err(e) = check::linearizable(&events) {
         anomalies.push(e);
     }
-    anomalies.extend(cluster.exited());
-    cluster.stop_all();
-    let history_path = plan.dir.join("history.jsonl");
-    history::write_jsonl(&history_path, &events).map_err(setup)?;
     Ok(Summary::new(plan, &events, &outcome, slots_compared, anomalies, history_path))
 }
 
