@@ -183,7 +183,9 @@ pub struct Schedule {
     /// `overlap`, between one fault's start and the next one's.
     pub interval: Duration,
     pub seed: u64,
-    /// No fault starts after this; active ones are healed then.
+    /// No fault starts after this, so the last ones heal and writes follow.
+    pub quiet_from: Instant,
+    /// Active faults are healed by then.
     pub stop_at: Instant,
     /// Whether a fault may start while others are active.
     pub overlap: bool,
@@ -460,8 +462,11 @@ async fn drive(nemesis: &mut Nemesis<'_>, schedule: &Schedule) -> Result<(), Nem
             gate = None;
             next_start = now + wait(&mut nemesis.rng);
         }
-        let may_start =
-            !stopping && gate.is_none() && now >= next_start && active.len() < limit && !schedule.kinds.is_empty();
+        let may_start = now < schedule.quiet_from
+            && gate.is_none()
+            && now >= next_start
+            && active.len() < limit
+            && !schedule.kinds.is_empty();
         if may_start {
             // Each kind once first, then at random.
             let kind = match schedule.kinds.get(round) {

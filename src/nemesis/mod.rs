@@ -38,6 +38,8 @@ pub enum NemesisError {
 const MAX_SECS: u64 = 24 * 3600;
 const MAX_CLIENTS: u64 = 64;
 const MAX_KEYS: u64 = 1000;
+/// At most this much at the end of a run has no fault starting.
+const QUIET: Duration = Duration::from_secs(10);
 /// After the run: to heal, elect, read back and compare the logs.
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -170,7 +172,16 @@ pub async fn run(plan: &Plan) -> Result<Summary, NemesisError> {
             tokio::spawn(client::run(shared.clone(), slot, seed))
         })
         .collect();
-    let schedule = faults::Schedule { kinds, interval: plan.interval, seed: plan.seed, stop_at, overlap: plan.overlap };
+    // The last stretch of the run is left to the clients: every fault heals and is followed by writes.
+    let quiet_from = stop_at - (plan.duration / 4).min(QUIET);
+    let schedule = faults::Schedule {
+        kinds,
+        interval: plan.interval,
+        seed: plan.seed,
+        quiet_from,
+        stop_at,
+        overlap: plan.overlap,
+    };
     let outcome = faults::run(&mut cluster, &history, &schedule).await;
     for task in tasks {
         task.await.map_err(|e| NemesisError::Setup(format!("a client task failed: {e}")))?;
