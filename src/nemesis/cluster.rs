@@ -1,12 +1,18 @@
 //! A local cluster for the nemesis: keys, an inventory and node configs in
 //! a run directory, and one `paxos serve` child process per node on
 //! 127.0.0.1. Every signal goes to the PID of a child spawned here; the
-//! guard kills (SIGCONT, then SIGKILL) whatever still runs when dropped.
+//! guard kills (SIGCONT, then SIGKILL) whatever still runs when dropped,
+//! and unmounts the small disk it may have mounted for one node.
+//!
+//! Layout: node N's data directory is `nodeN/data` (so `nodeN` can be a
+//! mount point), its peer-fault rules `nodeN.faults` (read by the daemon
+//! through `PAXOS_FAULT_FILE`), its output `nodeN.log`.
 
 use super::NemesisError;
 use crate::cluster::Inventory;
 use crate::keys;
 use crate::ssh::client::SshClient;
+use crate::ssh::faults::FAULT_FILE_ENV;
 use russh::keys::PrivateKey;
 use std::fs;
 use std::net::TcpListener;
@@ -24,8 +30,19 @@ pub struct NodeProcess {
     pub config: PathBuf,
     pub log: PathBuf,
     pub data_dir: PathBuf,
+    /// The peer-fault rules this node's daemon polls.
+    pub fault_file: PathBuf,
     child: Option<Child>,
     paused: bool,
+}
+
+/// A small tmpfs mounted on one node's directory, for the full-disk fault.
+pub struct SmallDisk {
+    pub node: u64,
+    pub mount_point: PathBuf,
+    /// The file that fills the disk while the fault lasts.
+    pub filler: PathBuf,
+    pub bytes: u64,
 }
 
 /// What a client needs to reach the nodes; cheap to share.
@@ -70,6 +87,8 @@ pub struct LocalCluster {
     pub exe: PathBuf,
     pub nodes: Vec<NodeProcess>,
     pub access: Access,
+    /// Mounted by `mount_small_disk`; unmounted on drop.
+    pub disk: Option<SmallDisk>,
 }
 
 fn free_port(seed: u64, taken: &[u16]) -> Result<u16, NemesisError> {
@@ -110,14 +129,15 @@ impl LocalCluster {
                                    "paxos_host_key": keys::public_line(&public)}),
             );
             let config = dir.join(format!("node{id}.json"));
+            let data_dir = dir.join(format!("node{id}")).join("data");
             let node_config = serde_json::json!({
-                "id": id, "listen": format!("127.0.0.1:{port}"), "data_dir": dir.join(format!("node{id}")),
+                "id": id, "listen": format!("127.0.0.1:{port}"), "data_dir": data_dir,
                 "key_file": key_path, "cluster_file": inventory_path,
             });
             write(&config, &node_config.to_string())?;
             let log = dir.join(format!("node{id}.log"));
-            let data_dir = dir.join(format!("node{id}"));
-            nodes.push(NodeProcess { id, config, log, data_dir, child: None, paused: false });
+            let fault_file = dir.join(format!("node{id}.faults"));
+            nodes.push(NodeProcess { id, config, log, data_dir, fault_file, child: None, paused: false });
         }
         let (operator, operator_public) = key("operator")?;
         let doc = serde_json::json!({"all": {"hosts": entries, "vars": {
@@ -127,7 +147,136 @@ impl LocalCluster {
         write(&inventory_path, &serde_json::to_string_pretty(&doc).unwrap_or_default())?;
         let inventory = Inventory::load(&inventory_path).map_err(|e| NemesisError::Setup(e.to_string()))?;
         let identity = keys::load_private(&operator).map_err(|e| NemesisError::Setup(e.to_string()))?;
-        Ok(LocalCluster { dir: dir.to_owned(), exe: exe.to_owned(), nodes, access: Access { inventory, identity } })
+        Ok(LocalCluster {
+            dir: dir.to_owned(),
+            exe: exe.to_owned(),
+            nodes,
+            access: Access { inventory, identity },
+            disk: None,
+        })
+    }
+
+    /// Mounts a tmpfs of `bytes` on node `id`'s directory (which holds its
+    /// data directory) before the node first starts. Needs the right to
+    /// mount (root); the error says why not.
+    pub fn mount_small_disk(&mut self, id: u64, bytes: u64) -> Result<(), String> {
+        if self.disk.is_some() {
+            return Err("a small disk is mounted already".into());
+        }
+        let node = self.nodes.iter().find(|n| n.id == id).ok_or_else(|| format!("no node {id}"))?;
+        if node.child.is_some() {
+            return Err(format!("node {id} is running"));
+        }
+        let mount_point = node.data_dir.parent().ok_or("a data directory without a parent")?.to_owned();
+        fs::create_dir_all(&mount_point).map_err(|e| format!("creating {}: {e}", mount_point.display()))?;
+        let c = |s: &[u8]| std::ffi::CString::new(s).map_err(|e| e.to_string());
+        let target = c(mount_point.as_os_str().as_encoded_bytes())?;
+        let (source, fstype, options) = (c(b"tmpfs")?, c(b"tmpfs")?, c(format!("size={bytes},mode=0700").as_bytes())?);
+        // SAFETY: mount(2) with valid NUL-terminated strings that outlive the call.
+        let rc = unsafe {
+            libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, options.as_ptr().cast::<libc::c_void>())
+        };
+        if rc != 0 {
+            return Err(format!("mount -t tmpfs on {}: {}", mount_point.display(), std::io::Error::last_os_error()));
+        }
+        self.disk = Some(SmallDisk { node: id, filler: mount_point.join("filler"), mount_point, bytes });
+        Ok(())
+    }
+
+    /// Fills the small disk until a write fails; returns the bytes written.
+    pub fn fill_disk(&self) -> Result<u64, String> {
+        use std::io::Write;
+        let disk = self.disk.as_ref().ok_or("no small disk is mounted")?;
+        let mut file = fs::File::create(&disk.filler).map_err(|e| format!("{}: {e}", disk.filler.display()))?;
+        let mut written = 0u64;
+        // Large blocks first, then pages, so the disk ends up full to the page.
+        for block in [1 << 20, 4096] {
+            let zeros = vec![0u8; block];
+            // Bounded: the disk holds `bytes`, and each write adds a block.
+            for _ in 0..=disk.bytes / block as u64 {
+                match file.write_all(&zeros) {
+                    Ok(()) => written += block as u64,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                    Err(e) => return Err(format!("filling {}: {e}", disk.filler.display())),
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    /// Deletes the filler (when there is one).
+    pub fn free_disk(&self) -> Result<(), String> {
+        let Some(disk) = &self.disk else { return Ok(()) };
+        match fs::remove_file(&disk.filler) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("{}: {e}", disk.filler.display())),
+            _ => Ok(()),
+        }
+    }
+
+    fn unmount(&mut self) {
+        let Some(disk) = self.disk.take() else { return };
+        let Ok(target) = std::ffi::CString::new(disk.mount_point.as_os_str().as_encoded_bytes()) else { return };
+        // SAFETY: umount2(2) on the tmpfs mounted above; a lazy detach if it is busy.
+        unsafe {
+            if libc::umount2(target.as_ptr(), 0) != 0 {
+                libc::umount2(target.as_ptr(), libc::MNT_DETACH);
+            }
+        }
+    }
+
+    /// Replaces node `id`'s peer-fault rules (the daemon picks them up
+    /// within its poll interval); an empty text clears them. Written to a
+    /// temp file and renamed, so the daemon never reads half a file.
+    pub fn set_peer_faults(&self, id: u64, rules: &str) -> Result<(), NemesisError> {
+        let node =
+            self.nodes.iter().find(|n| n.id == id).ok_or_else(|| NemesisError::Setup(format!("no node {id}")))?;
+        let tmp = node.fault_file.with_extension("faults.tmp");
+        write(&tmp, rules)?;
+        fs::rename(&tmp, &node.fault_file)
+            .map_err(|e| NemesisError::Setup(format!("renaming to {}: {e}", node.fault_file.display())))
+    }
+
+    /// As `set_peer_faults`, then waits (polling, up to `within`) until a
+    /// running node's log says it applied them, so a fault's time is when it
+    /// took effect. Returns whether it did.
+    pub async fn set_peer_faults_confirmed(
+        &self,
+        id: u64,
+        rules: &str,
+        within: Duration,
+    ) -> Result<bool, NemesisError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let node =
+            self.nodes.iter().find(|n| n.id == id).ok_or_else(|| NemesisError::Setup(format!("no node {id}")))?;
+        let from = fs::metadata(&node.log).map_or(0, |m| m.len());
+        self.set_peer_faults(id, rules)?;
+        if node.child.is_none() || node.paused {
+            return Ok(false);
+        }
+        let until = tokio::time::Instant::now() + within;
+        let mut seen = Vec::new();
+        while tokio::time::Instant::now() < until {
+            if let Ok(mut log) = fs::File::open(&node.log)
+                && log.seek(SeekFrom::Start(from)).is_ok()
+            {
+                seen.clear();
+                let _ = log.read_to_end(&mut seen);
+                if String::from_utf8_lossy(&seen).contains(crate::ssh::faults::APPLIED) {
+                    return Ok(true);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(false)
+    }
+
+    /// Node `id`'s exit status if it has exited (reaped here), else `None`.
+    pub fn try_exit_status(&mut self, id: u64) -> Option<std::process::ExitStatus> {
+        let node = self.nodes.iter_mut().find(|n| n.id == id)?;
+        let status = node.child.as_mut()?.try_wait().ok()??;
+        node.child = None;
+        node.paused = false;
+        Some(status)
     }
 
     fn node_mut(&mut self, id: u64) -> Result<&mut NodeProcess, NemesisError> {
@@ -168,6 +317,7 @@ impl LocalCluster {
             .arg("--config")
             .arg(&node.config)
             .env("RUST_LOG", "info,russh=warn")
+            .env(FAULT_FILE_ENV, &node.fault_file)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(failed)?)
             .stderr(log)
@@ -244,9 +394,12 @@ impl LocalCluster {
         out
     }
 
-    /// Every node running and not paused: what the final checks need.
+    /// Every node running, not paused, with no peer faults and a free disk:
+    /// what the final checks need.
     pub fn heal(&mut self) -> Result<(), NemesisError> {
+        self.free_disk().map_err(NemesisError::Setup)?;
         for id in self.access.node_ids() {
+            self.set_peer_faults(id, "")?;
             if self.is_paused(id) {
                 self.resume(id)?;
             }
@@ -274,5 +427,6 @@ impl LocalCluster {
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         self.stop_all();
+        self.unmount();
     }
 }

@@ -42,6 +42,15 @@ pub enum F {
     Resume,
     Transfer,
     Wipe,
+    /// Peer traffic cut (the `value` is the isolated node).
+    Partition,
+    OneWay,
+    Flap,
+    /// Peer traffic restored.
+    Heal,
+    /// A node's disk filled up, and freed again.
+    DiskFull,
+    DiskFreed,
 }
 
 impl F {

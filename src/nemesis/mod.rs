@@ -1,7 +1,9 @@
 //! `paxos nemesis`: a local 3-node cluster of real daemons, concurrent
 //! clients through real SSH consoles recording a Jepsen-style history,
 //! and faults on a seeded schedule (kill -9 and restart, SIGSTOP/SIGCONT of
-//! the leader, leadership transfer). At the end: linearizability per key,
+//! the leader, leadership transfer, partitions of the leader through the
+//! peer transport's fault rules, a full disk under one node, and a wiped
+//! data directory), one at a time or overlapping. At the end: linearizability per key,
 //! a final read of every key, and the nodes' decided logs compared. Bounded
 //! in time; every process it signals is a child it spawned.
 
@@ -36,6 +38,8 @@ pub enum NemesisError {
 const MAX_SECS: u64 = 24 * 3600;
 const MAX_CLIENTS: u64 = 64;
 const MAX_KEYS: u64 = 1000;
+/// At most this much at the end of a run has no fault starting.
+const QUIET: Duration = Duration::from_secs(10);
 /// After the run: to heal, elect, read back and compare the logs.
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -51,9 +55,13 @@ pub struct NemesisArgs {
     /// Keys k0..kN-1 the clients share.
     #[arg(long, default_value_t = 5)]
     pub keys: u64,
-    /// Faults to inject, comma-separated: kill, pause, transfer; and wipe (opt-in: deletes a node's data).
-    #[arg(long, value_delimiter = ',', default_value = "kill,pause,transfer")]
+    /// Faults to inject, comma-separated: kill, pause, transfer, partition, one-way, flap, disk-full;
+    /// and wipe (opt-in: deletes a node's data).
+    #[arg(long, value_delimiter = ',', default_value = "kill,pause,transfer,partition,one-way,flap,disk-full")]
     pub faults: Vec<FaultKind>,
+    /// Let a fault start while another is active (at most two at once, on different nodes).
+    #[arg(long)]
+    pub overlap: bool,
     /// Mean seconds between one fault's recovery and the next fault.
     #[arg(long, default_value_t = 4)]
     pub interval: u64,
@@ -78,6 +86,7 @@ pub struct Plan {
     pub clients: u64,
     pub keys: u64,
     pub faults: Vec<FaultKind>,
+    pub overlap: bool,
     pub interval: Duration,
     pub seed: u64,
     pub dir: PathBuf,
@@ -114,6 +123,7 @@ impl NemesisArgs {
             clients: self.clients,
             keys: self.keys,
             faults,
+            overlap: self.overlap,
             interval: Duration::from_secs(self.interval),
             seed,
             dir,
@@ -128,6 +138,16 @@ pub async fn run(plan: &Plan) -> Result<Summary, NemesisError> {
     let setup = |e: std::io::Error| NemesisError::Setup(format!("run directory {}: {e}", plan.dir.display()));
     std::fs::create_dir_all(&plan.dir).map_err(setup)?;
     let mut cluster = LocalCluster::prepare(&plan.dir, &plan.exe, 3, plan.seed)?;
+    let mut kinds = plan.faults.clone();
+    let mut notes = Vec::new();
+    if kinds.contains(&FaultKind::DiskFull) {
+        // One node's data on a small tmpfs, unmounted when `cluster` drops.
+        let victim = cluster.access.node_ids()[(plan.seed % 3) as usize];
+        if let Err(e) = cluster.mount_small_disk(victim, faults::SMALL_DISK_BYTES) {
+            notes.push(format!("disk-full skipped: {e}"));
+            kinds.retain(|k| *k != FaultKind::DiskFull);
+        }
+    }
     for id in cluster.access.node_ids() {
         cluster.spawn(id)?;
     }
@@ -152,12 +172,23 @@ pub async fn run(plan: &Plan) -> Result<Summary, NemesisError> {
             tokio::spawn(client::run(shared.clone(), slot, seed))
         })
         .collect();
-    let schedule = faults::Schedule { kinds: plan.faults.clone(), interval: plan.interval, seed: plan.seed, stop_at };
-    let injected = faults::run(&mut cluster, &history, &schedule).await;
+    // The last stretch of the run is left to the clients: every fault heals and is followed by writes.
+    let quiet_from = stop_at - (plan.duration / 4).min(QUIET);
+    let schedule = faults::Schedule {
+        kinds,
+        interval: plan.interval,
+        seed: plan.seed,
+        quiet_from,
+        stop_at,
+        overlap: plan.overlap,
+    };
+    let outcome = faults::run(&mut cluster, &history, &schedule).await;
     for task in tasks {
         task.await.map_err(|e| NemesisError::Setup(format!("a client task failed: {e}")))?;
     }
-    let injected = injected?;
+    let mut outcome = outcome?;
+    notes.append(&mut outcome.notes);
+    outcome.notes = notes;
     let mut anomalies = cluster.exited();
     cluster.heal()?;
 
@@ -188,15 +219,16 @@ pub async fn run(plan: &Plan) -> Result<Summary, NemesisError> {
     }
     let (slots_compared, disagreements) = check::log_disagreements(&logs);
     anomalies.extend(disagreements);
+    anomalies.extend(cluster.exited());
+    cluster.stop_all();
+    // Written before the check, which can take long on a long history.
     let events = history.snapshot();
+    let history_path = plan.dir.join("history.jsonl");
+    history::write_jsonl(&history_path, &events).map_err(setup)?;
     if let Err(e) = check::linearizable(&events) {
         anomalies.push(e);
     }
-    anomalies.extend(cluster.exited());
-    cluster.stop_all();
-    let history_path = plan.dir.join("history.jsonl");
-    history::write_jsonl(&history_path, &events).map_err(setup)?;
-    Ok(Summary::new(plan, &events, &injected, slots_compared, anomalies, history_path))
+    Ok(Summary::new(plan, &events, &outcome, slots_compared, anomalies, history_path))
 }
 
 /// The `paxos nemesis` entry: run, print, exit 0 only without anomalies.
@@ -224,12 +256,13 @@ pub async fn cli(args: NemesisArgs) -> anyhow::Result<u8> {
             }
         };
     println!(
-        "nemesis: seed {}, {} s, {} clients, {} keys, faults {:?}, dir {}",
+        "nemesis: seed {}, {} s, {} clients, {} keys, faults {}{}, dir {}",
         plan.seed,
         plan.duration.as_secs(),
         plan.clients,
         plan.keys,
-        plan.faults,
+        plan.faults.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+        if plan.overlap { " (overlapping)" } else { "" },
         plan.dir.display()
     );
     let summary = run(&plan).await?;

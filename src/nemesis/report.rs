@@ -3,7 +3,7 @@
 
 use super::Plan;
 use super::check::recovery_after;
-use super::faults::{Fault, FaultKind};
+use super::faults::{FaultKind, Outcome};
 use super::history::{Event, EventType, F, Process};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,6 +20,8 @@ pub struct Counts {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FaultFigures {
     pub injected: u64,
+    /// Of those, begun while another fault was active.
+    pub overlapped: u64,
     /// Faults after which no acknowledged write came before the run ended.
     pub unrecovered: u64,
     /// Longest time from one of these faults to the next acknowledged write invoked after it.
@@ -35,6 +37,10 @@ pub struct Summary {
     pub ops: BTreeMap<F, Counts>,
     pub total: Counts,
     pub faults: BTreeMap<FaultKind, FaultFigures>,
+    /// The most faults active at once.
+    pub most_at_once: usize,
+    /// What the nemesis observed or skipped (a full disk's effect).
+    pub notes: Vec<String>,
     pub slots_compared: u64,
     pub anomalies: Vec<String>,
     pub history: PathBuf,
@@ -44,7 +50,7 @@ impl Summary {
     pub fn new(
         plan: &Plan,
         events: &[Event],
-        injected: &[Fault],
+        outcome: &Outcome,
         slots_compared: u64,
         anomalies: Vec<String>,
         history: PathBuf,
@@ -64,9 +70,10 @@ impl Summary {
         }
         let mut faults: BTreeMap<FaultKind, FaultFigures> =
             plan.faults.iter().map(|k| (*k, FaultFigures::default())).collect();
-        for fault in injected {
+        for fault in &outcome.faults {
             let figures = faults.entry(fault.kind).or_default();
             figures.injected += 1;
+            figures.overlapped += u64::from(fault.overlapped);
             match recovery_after(events, fault.time) {
                 Some(ns) => {
                     let d = Duration::from_nanos(ns);
@@ -82,6 +89,8 @@ impl Summary {
             ops,
             total,
             faults,
+            most_at_once: outcome.most_at_once,
+            notes: outcome.notes.clone(),
             slots_compared,
             anomalies,
             history,
@@ -103,14 +112,25 @@ impl fmt::Display for Summary {
                 c.info
             )?;
         }
-        writeln!(f, "faults: {}", self.faults.values().map(|x| x.injected).sum::<u64>())?;
+        writeln!(
+            f,
+            "faults: {} (at most {} at once)",
+            self.faults.values().map(|x| x.injected).sum::<u64>(),
+            self.most_at_once
+        )?;
         for (kind, x) in &self.faults {
             let longest = x.longest_unavailable.map_or("-".to_owned(), |d| format!("{:.2} s", d.as_secs_f64()));
             writeln!(
                 f,
-                "  {kind:<8} injected {:>4}  longest unavailability {longest:>9}  without a later ok write {}",
-                x.injected, x.unrecovered
+                "  {:<9} injected {:>4}  overlapping {:>3}  longest unavailability {longest:>9}  without a later ok write {}",
+                kind.to_string(),
+                x.injected,
+                x.overlapped,
+                x.unrecovered
             )?;
+        }
+        for note in &self.notes {
+            writeln!(f, "  {note}")?;
         }
         writeln!(f, "log slots compared across nodes: {}", self.slots_compared)?;
         writeln!(f, "anomalies: {}", self.anomalies.len())?;

@@ -157,6 +157,10 @@ pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Res
     let transport = PeerTransport::new(links, metrics.clone());
     let runtime = Runtime { replica, storage, transport, tick, metrics };
 
+    if let Some(path) = std::env::var_os(crate::ssh::faults::FAULT_FILE_ENV) {
+        // A testing facility (the nemesis's partitions); unset in production.
+        crate::ssh::faults::watch(id, path.into(), shutdown.clone());
+    }
     let server_stop = shutdown.clone();
     let span = tracing::info_span!("node", id);
     let server_task = tokio::spawn(server.run::<Message>(inbox_tx, service, server_stop).instrument(span.clone()));

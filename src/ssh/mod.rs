@@ -1,13 +1,15 @@
 //! The SSH transport: an embedded russh server that authenticates every
 //! connection by public key and dispatches channels by role
 //! (`server`), outbound links to peers with pinned host keys (`peer`), an
-//! operator client (`client`), and the peer wire format (`frame`).
+//! operator client (`client`), the peer wire format (`frame`), and fault
+//! injection for tests (`faults`).
 //!
 //! The transport is generic over the message type, so it does not depend on
 //! the consensus core: anything `Serialize + DeserializeOwned` travels.
 
 pub mod algorithms;
 pub mod client;
+pub mod faults;
 pub mod frame;
 pub mod limits;
 pub mod peer;

@@ -263,6 +263,9 @@ impl<M: Serialize + Send + 'static> LinkTask<M> {
                 queue.bytes = 0;
                 queue.frames.drain(..).collect()
             };
+            if !batch.is_empty() && super::faults::drops_to(s.local_node, s.peer_node) {
+                continue; // an injected fault (testing only)
+            }
             if !batch.is_empty() {
                 let written = batch.len() as u64;
                 for body in batch {

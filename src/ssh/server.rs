@@ -485,6 +485,9 @@ async fn read_peer_channel<M: DeserializeOwned + Send + 'static>(
         frame::decode_hello(&first, peer)?;
         info!("node {peer} at {addr} opened {PEER_SUBSYSTEM} to node {}", shared.node);
         while let Some(body) = next().await? {
+            if super::faults::drops_from(shared.node, peer) {
+                continue; // an injected fault (testing only)
+            }
             let msg = frame::decode_message::<M>(&body)?;
             if shared.inbox.send((peer, msg)).await.is_err() {
                 break; // the node stopped
