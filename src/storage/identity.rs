@@ -8,11 +8,11 @@
 //! `consensus::membership`). The cluster name and node id keep a directory
 //! copied from another node, or from another cluster, from starting.
 
-use super::{StorageError, sync_dir};
+use super::{StorageError, write_atomically};
 use crate::consensus::ballot::NodeId;
 use serde::{Deserialize, Serialize};
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::Path;
 
 /// The identity's file name inside the data directory.
@@ -89,23 +89,10 @@ pub fn load(dir: &Path) -> Result<Option<Identity>, StorageError> {
 
 /// Write `identity` into `dir` durably and atomically.
 pub fn save(dir: &Path, identity: &Identity) -> Result<(), StorageError> {
-    let tmp = dir.join(IDENTITY_TMP_FILE);
-    let mut bytes = serde_json::to_vec_pretty(identity).map_err(|e| StorageError::io(&tmp, e.into()))?;
+    let mut bytes =
+        serde_json::to_vec_pretty(identity).map_err(|e| StorageError::io(dir.join(IDENTITY_TMP_FILE), e.into()))?;
     bytes.push(b'\n');
-    let written = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).and_then(|mut f| {
-        f.write_all(&bytes)?;
-        f.sync_all()
-    });
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(StorageError::io(&tmp, e));
-    }
-    let path = dir.join(IDENTITY_FILE);
-    if let Err(e) = fs::rename(&tmp, &path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(StorageError::io(&path, e));
-    }
-    sync_dir(dir)
+    write_atomically(dir, IDENTITY_TMP_FILE, IDENTITY_FILE, &bytes)
 }
 
 #[cfg(test)]

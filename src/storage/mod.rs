@@ -83,3 +83,25 @@ pub(crate) fn parent_dir(path: &std::path::Path) -> &std::path::Path {
 pub(crate) fn sync_dir(dir: &std::path::Path) -> Result<(), StorageError> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StorageError::io(dir, e))
 }
+
+/// Replace `dir/name` with `bytes` durably and atomically: write `dir/tmp`,
+/// fsync it, rename it over `name`, fsync the directory. A crash leaves the
+/// old file or the new one, never a mix; a failed write leaves no `tmp`.
+pub(crate) fn write_atomically(dir: &std::path::Path, tmp: &str, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+    use std::io::Write;
+    let tmp = dir.join(tmp);
+    let written = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(StorageError::io(&tmp, e));
+    }
+    let path = dir.join(name);
+    if let Err(e) = std::fs::rename(&tmp, &path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(StorageError::io(&path, e));
+    }
+    sync_dir(dir)
+}

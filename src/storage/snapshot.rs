@@ -8,10 +8,10 @@
 //! must stop the node, not be read as an empty store.
 
 use super::wal::remove_leftover;
-use super::{StorageError, sync_dir};
+use super::{StorageError, write_atomically};
 use crate::consensus::records::Snapshot;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// The snapshot's file name inside the data directory.
@@ -30,22 +30,8 @@ pub fn path_in(dir: &Path) -> PathBuf {
 /// fsync, rename over `snapshot.bin`, fsync the directory. A crash leaves
 /// the old snapshot or the new one, never a mix.
 pub fn save(dir: &Path, snapshot: &Snapshot) -> Result<(), StorageError> {
-    let tmp = dir.join(SNAPSHOT_TMP_FILE);
-    let bytes = encode(snapshot).map_err(|e| StorageError::io(&tmp, e))?;
-    let written = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).and_then(|mut f| {
-        f.write_all(&bytes)?;
-        f.sync_all()
-    });
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(StorageError::io(&tmp, e));
-    }
-    let path = path_in(dir);
-    if let Err(e) = fs::rename(&tmp, &path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(StorageError::io(&path, e));
-    }
-    sync_dir(dir)
+    let bytes = encode(snapshot).map_err(|e| StorageError::io(dir.join(SNAPSHOT_TMP_FILE), e))?;
+    write_atomically(dir, SNAPSHOT_TMP_FILE, SNAPSHOT_FILE, &bytes)
 }
 
 /// The snapshot in `dir`, if one was ever saved. A leftover `snapshot.tmp`
