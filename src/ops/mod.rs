@@ -8,6 +8,7 @@ pub mod audit;
 pub mod command;
 pub mod console;
 pub mod exec;
+pub mod quote;
 pub mod render;
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use super::Role;
 use super::api::{LogEntry, MemberInfo, NodeStatus, ReadValue, Submitted};
 use super::command::{COMMANDS, CommandHelp, command_help};
 use super::exec::escape_controls;
+use super::quote::quote;
 use crate::consensus::ballot::NodeId;
 use crate::state_machine::{Command, Entry, Op, OpResult, Slot};
 use serde_json::{Value, json};
@@ -49,8 +50,20 @@ pub struct LeaderInfo {
     pub address: Option<String>,
 }
 
+/// A key or value in text output: control characters escaped, then quoted
+/// the way command lines are (`'old value'`) when it needs it, so what is
+/// printed can be pasted back into a command.
+pub fn word_text(value: &str) -> String {
+    quote(&escape_controls(value))
+}
+
+/// A value that may be absent; a value that reads "absent" is quoted.
 fn shown(value: &Option<String>) -> String {
-    value.as_ref().map_or_else(|| "absent".to_owned(), |v| format!("{v:?}"))
+    match value.as_deref() {
+        None => "absent".to_owned(),
+        Some("absent") => "'absent'".to_owned(),
+        Some(v) => word_text(v),
+    }
 }
 
 /// "1h02m03s", "4m05s", "12.3s".
@@ -65,10 +78,10 @@ pub fn duration_text(ms: u64) -> String {
 
 fn op_text(command: &Command) -> String {
     let op = match &command.op {
-        Op::Put { key, value } => format!("put {} {value:?}", escape_controls(key)),
-        Op::Delete { key } => format!("delete {}", escape_controls(key)),
-        Op::Cas { key, expected, new } => format!("cas {} {} -> {new:?}", escape_controls(key), shown(expected)),
-        Op::Propose { value } => format!("propose {value:?}"),
+        Op::Put { key, value } => format!("put {} {}", word_text(key), word_text(value)),
+        Op::Delete { key } => format!("delete {}", word_text(key)),
+        Op::Cas { key, expected, new } => format!("cas {} {} -> {}", word_text(key), shown(expected), word_text(new)),
+        Op::Propose { value } => format!("propose {}", word_text(value)),
     };
     format!("{op} [{}:{}]", command.client, command.seq)
 }
@@ -89,11 +102,11 @@ pub fn entry_json(entry: &LogEntry) -> Value {
 }
 
 fn result_text(key: Option<&str>, submitted: &Submitted) -> String {
-    let key = escape_controls(key.unwrap_or("?"));
+    let key = key.map_or_else(|| "?".to_owned(), word_text);
     let what = match &submitted.result {
         OpResult::Proposed { slot } => format!("proposed in slot {slot}"),
         OpResult::Put { previous: None } => format!("{key} set (it was absent)"),
-        OpResult::Put { previous: Some(old) } => format!("{key} set (it was {old:?})"),
+        OpResult::Put { previous: Some(old) } => format!("{key} set (it was {})", shown(&Some(old.clone()))),
         OpResult::Delete { existed: true } => format!("{key} deleted"),
         OpResult::Delete { existed: false } => format!("{key} was already absent"),
         OpResult::Cas { swapped: true, current } => format!("{key} swapped to {}", shown(current)),
@@ -162,7 +175,18 @@ fn members_text(members: &[MemberInfo]) -> String {
 
 fn help_text(topic: Option<&CommandHelp>, role: Role) -> String {
     if let Some(c) = topic {
-        return format!("usage: {}\n{}\n", c.usage, c.summary);
+        let mut t = format!("usage: {}\n{}\n", c.usage, c.summary);
+        if !c.read_only {
+            t.push_str("needs an operator key\n");
+        }
+        if !c.json.is_empty() {
+            t.push_str("--json answers with:\n");
+            let width = c.json.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
+            for (key, shape) in c.json {
+                let _ = writeln!(t, "  {key:width$}  {shape}");
+            }
+        }
+        return t;
     }
     let mut t = String::from("commands (add --json for a JSON answer):\n");
     let width = COMMANDS.iter().map(|c| c.usage.len()).max().unwrap_or(0);
@@ -174,7 +198,8 @@ fn help_text(topic: Option<&CommandHelp>, role: Role) -> String {
 }
 
 fn help_json(c: &CommandHelp) -> Value {
-    json!({"name": c.name, "usage": c.usage, "summary": c.summary, "read_only": c.read_only})
+    let shape: serde_json::Map<String, Value> = c.json.iter().map(|(k, v)| ((*k).to_owned(), (*v).into())).collect();
+    json!({"name": c.name, "usage": c.usage, "summary": c.summary, "read_only": c.read_only, "json": shape})
 }
 
 impl Answer {
