@@ -3,6 +3,7 @@
 //! operator command sent over SSH to the nodes of an inventory.
 
 mod bench;
+mod health;
 mod local;
 pub mod machine;
 mod remote;
@@ -42,6 +43,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Run a local 3-node cluster under concurrent clients and injected faults; check the history.
     Nemesis(crate::nemesis::NemesisArgs),
+    /// Check every node of the inventory (or one): up, one leader, a quorum, lag under a limit.
+    /// Exits 0 when healthy, 5 with one line per problem otherwise.
+    Health(health::HealthArgs),
     /// Any operator command, sent over SSH (see the list below).
     #[command(external_subcommand)]
     Ops(Vec<String>),
@@ -53,8 +57,12 @@ pub fn remote_commands_help() -> String {
         "Operator commands (sent over SSH to the cluster's nodes; each takes --json; quote a value with \
          spaces as a shell would, e.g. paxos cas k 'old value' new):\n",
     );
-    let width = crate::ops::COMMANDS.iter().map(|c| c.usage.len()).max().unwrap_or(0);
-    for c in crate::ops::COMMANDS {
+    // A command the CLI runs itself over the whole inventory (`health`) is
+    // listed above with the CLI's own; `ssh NODE -s paxos health` is the node's.
+    let local: Vec<String> = Cli::command().get_subcommands().map(|c| c.get_name().to_owned()).collect();
+    let remote: Vec<_> = crate::ops::COMMANDS.iter().filter(|c| !local.iter().any(|l| l == c.name)).collect();
+    let width = remote.iter().map(|c| c.usage.len()).max().unwrap_or(0);
+    for c in remote {
         let access = if c.read_only { "" } else { " (operator key)" };
         text.push_str(&format!("  {:width$}  {}{access}\n", c.usage, c.summary));
     }
@@ -79,6 +87,7 @@ pub fn main() -> ExitCode {
         Command::SshConfig(args) => ssh_config::run(&cli.cluster, &cli.identity, args),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(&cli.cluster, &cli.identity, args))),
         Command::Nemesis(args) => runtime().and_then(|rt| rt.block_on(crate::nemesis::cli(args))),
+        Command::Health(args) => runtime().and_then(|rt| rt.block_on(health::run(&cli.cluster, &cli.identity, args))),
         Command::Ops(words) => runtime().and_then(|rt| rt.block_on(remote::run(&cli.cluster, &cli.identity, words))),
     };
     match code {
@@ -99,9 +108,10 @@ mod tests {
     #[test]
     fn the_help_lists_every_registered_operator_command() {
         let help = super::command().render_long_help().to_string();
-        for c in crate::ops::COMMANDS {
+        for c in crate::ops::COMMANDS.iter().filter(|c| c.name != "health") {
             assert!(help.contains(c.usage), "{} missing from\n{help}", c.usage);
         }
+        assert!(help.contains("  health "), "{help}");
         assert!(help.contains("paxos console [--json]"), "{help}");
         let put = help.lines().find(|l| l.trim_start().starts_with("paxos put ")).unwrap();
         assert!(put.ends_with("set KEY to the value words joined by spaces (operator key)"), "{put}");

@@ -248,6 +248,14 @@ impl NodeApi for NodeHandle {
         })
     }
 
+    fn quorum(&self) -> usize {
+        let acceptors = self.inventory.nodes.iter().filter(|n| n.roles().names().contains(&"acceptor")).count();
+        match self.inventory.consensus_config(self.id).map(|c| c.validate()) {
+            Ok(Ok(q)) => q.phase1.max(q.phase2),
+            _ => acceptors / 2 + 1,
+        }
+    }
+
     fn metrics(&self) -> BoxFuture<'_, String> {
         Box::pin(async move { self.metrics.render() })
     }

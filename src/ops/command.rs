@@ -56,6 +56,10 @@ pub enum OpsCommand {
         to: Option<NodeId>,
     },
     Metrics,
+    /// This node's health; unhealthy exits `health::EXIT_UNHEALTHY`.
+    Health {
+        max_lag: u64,
+    },
     Help {
         topic: Option<String>,
     },
@@ -259,6 +263,22 @@ registry! {
         usage: "paxos step-down [--to NODE] [--json]",
         summary: "hand leadership to another node",
         json: { "leader": "the new leader's id" };
+    Health {
+        /// The most committed slots this node may have left to apply.
+        #[arg(long, value_name = "SLOTS", default_value_t = super::health::DEFAULT_MAX_LAG)]
+        max_lag: u64,
+    }
+        name: "health", access: read_only,
+        usage: "paxos health [--max-lag SLOTS] [--json]",
+        summary: "whether this node sees a leader, reaches a quorum and keeps up (exit 5 when not)",
+        json: {
+            "healthy": "true when problems is empty", "id": "this node's id", "name": "", "address": "",
+            "roles": "", "role": "leader, follower or candidate", "leader": "the leader's id, or null",
+            "acceptors_connected": "acceptors reached, this node included", "acceptors": "acceptors in the cluster",
+            "quorum": "acceptors needed to elect and to commit", "commit_index": "", "applied_index": "",
+            "apply_lag": "committed slots not applied yet", "max_lag": "--max-lag",
+            "last_heartbeat_age_ms": "since the leader was last heard, or null", "problems": "one line each",
+        };
     Metrics {}
         name: "metrics", access: read_only,
         usage: "paxos metrics [--json]",
@@ -416,6 +436,7 @@ pub fn parse(line: &str) -> Result<Invocation, UsageError> {
         Words::Watch { from } => OpsCommand::Watch { from },
         Words::StepDown { to } => OpsCommand::StepDown { to },
         Words::Metrics {} => OpsCommand::Metrics,
+        Words::Health { max_lag } => OpsCommand::Health { max_lag },
         Words::Help { topic } => {
             if let Some(topic) = topic.as_deref().filter(|t| command_help(t).is_none()) {
                 return Err(usage_error(Some("help"), format!("no command named {topic:?}")));
@@ -453,6 +474,7 @@ mod tests {
             "log",
             "watch",
             "step-down",
+            "health",
             "metrics",
             "console",
             "help",

@@ -6,6 +6,7 @@ use super::Role;
 use super::api::{LogEntry, MemberInfo, NodeStatus, ReadValue, Submitted};
 use super::command::{COMMANDS, CommandHelp, command_help};
 use super::exec::escape_controls;
+use super::health::{NodeHealth, node_health_text};
 use super::quote::quote;
 use crate::consensus::ballot::NodeId;
 use crate::state_machine::{Command, Entry, Op, OpResult, Slot};
@@ -37,6 +38,7 @@ pub enum Answer {
         leader: NodeId,
     },
     Metrics(String),
+    Health(NodeHealth),
     Help {
         topic: Option<&'static CommandHelp>,
         role: Role,
@@ -226,6 +228,7 @@ impl Answer {
             Answer::SteppedDown { leader } => format!("leadership handed to node {leader}\n"),
             Answer::Metrics(text) if text.ends_with('\n') || text.is_empty() => text.clone(),
             Answer::Metrics(text) => format!("{text}\n"),
+            Answer::Health(h) => node_health_text(h),
             Answer::Help { topic, role } => help_text(*topic, *role),
         }
     }
@@ -249,6 +252,7 @@ impl Answer {
             }
             Answer::SteppedDown { leader } => json!({ "leader": leader }),
             Answer::Metrics(text) => json!({ "metrics": text }),
+            Answer::Health(h) => serde_json::to_value(h).unwrap_or_default(),
             Answer::Help { topic: Some(c), .. } => help_json(c),
             Answer::Help { topic: None, .. } => json!({"commands": COMMANDS.iter().map(help_json).collect::<Vec<_>>()}),
         }

@@ -359,6 +359,7 @@ async fn every_json_answer_has_the_keys_its_registry_entry_declares() {
         "log",
         "watch --from 0",
         "step-down --to 2",
+        "health",
         "metrics",
         "help",
         "help put",
