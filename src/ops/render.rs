@@ -88,7 +88,7 @@ fn op_text(command: &Command) -> String {
     format!("{op} [{}:{}]", command.client, command.seq)
 }
 
-/// One log entry on one line: "12 put k \"v\" [7:1]; delete x [7:2]" or "13 noop".
+/// One log entry on one line: "12 put k 'a b' [7:1]; delete x [7:2]" or "13 noop".
 pub fn entry_text(entry: &LogEntry) -> String {
     match &entry.entry {
         Entry::Noop => format!("{} noop", entry.slot),
