@@ -4,5 +4,6 @@
 
 pub mod handle;
 pub mod metrics;
+pub mod metrics_http;
 pub mod runtime;
 pub mod serve;

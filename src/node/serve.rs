@@ -100,6 +100,10 @@ pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Res
     };
     let server = SshServer::bind(settings).await?;
     let ssh_addr = server.local_addr();
+    let metrics_listener = match cluster.node.metrics_listen {
+        Some(addr) => Some(super::metrics_http::bind(addr).await?),
+        None => None,
+    };
 
     let tick = cluster.tick();
     let mut links = BTreeMap::new();
@@ -136,6 +140,10 @@ pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Res
         .with_context(|| format!("opening the audit log {}", cluster.node.audit_log.display()))?;
     let service = Arc::new(OpsService { api: Arc::new(handle.clone()), audit: Arc::new(audit) });
     let runtime = Runtime { replica, storage, peers: links, tick, metrics };
+    if let Some(listener) = metrics_listener {
+        info!(node = id, addr = %listener.local_addr()?, "serving GET /metrics");
+        tokio::spawn(super::metrics_http::serve(listener, handle.clone(), shutdown.clone()));
+    }
 
     let server_stop = shutdown.clone();
     let span = tracing::info_span!("node", id);
