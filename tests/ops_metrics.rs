@@ -196,3 +196,34 @@ fn metrics_over_ssh_and_http_name_what_operators_expect_and_move_with_writes() {
     assert!(log.contains(&format!("metrics_listen {}: cannot listen for HTTP", http_addr[&follower])), "{log}");
     drop(taken);
 }
+
+#[test]
+fn prometheus_config_lists_every_node_and_refuses_bad_input() {
+    let cluster = Cluster::prepare(3);
+    let inventory = cluster.inventory.to_str().unwrap();
+    let cli = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(PAXOS);
+        cmd.args(["--cluster", inventory, "prometheus-config"]).args(args);
+        run(cmd)
+    };
+    let out = cli(&["--metrics-port", "9464", "--job", "lab"]);
+    assert_eq!(out.code, Some(0), "{}", out.show());
+    let targets: Vec<&str> = out.stdout.lines().filter_map(|l| l.trim().strip_prefix("- targets: ")).collect();
+    assert_eq!(targets, ["[\"127.0.0.1:9464\"]"; 3], "{}", out.show());
+    assert!(out.stdout.contains("  - job_name: \"lab\"\n"), "{}", out.show());
+
+    let out = cli(&[]);
+    assert_eq!(out.code, Some(2), "{}", out.show());
+    assert!(out.stderr.contains("--metrics-port <PORT>"), "{}", out.show());
+    let out = cli(&["--metrics-port", "0"]);
+    assert_eq!(out.code, Some(1), "{}", out.show());
+    assert!(out.stderr.contains("--metrics-port 0 is no port"), "{}", out.show());
+    let out = cli(&["--metrics-port", "9464", "--scrape-interval", "15"]);
+    assert_eq!(out.code, Some(1), "{}", out.show());
+    assert!(out.stderr.contains("is not a Prometheus duration"), "{}", out.show());
+    let mut cmd = std::process::Command::new(PAXOS);
+    cmd.args(["--cluster", "/nonexistent/cluster.json", "prometheus-config", "--metrics-port", "9464"]);
+    let out = run(cmd);
+    assert_eq!(out.code, Some(1), "{}", out.show());
+    assert!(out.stderr.contains("/nonexistent/cluster.json"), "{}", out.show());
+}

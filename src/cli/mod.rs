@@ -6,6 +6,7 @@ mod bench;
 mod health;
 mod local;
 pub mod machine;
+mod prometheus_config;
 mod remote;
 mod ssh_config;
 mod up;
@@ -46,6 +47,8 @@ pub enum Command {
     /// Check every node of the inventory (or one): up, one leader, a quorum, lag under a limit.
     /// Exits 0 when healthy, 5 with one line per problem otherwise.
     Health(health::HealthArgs),
+    /// Print a Prometheus scrape config with one target per node of the inventory (metrics_listen).
+    PrometheusConfig(prometheus_config::PrometheusConfigArgs),
     /// Any operator command, sent over SSH (see the list below).
     #[command(external_subcommand)]
     Ops(Vec<String>),
@@ -88,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(&cli.cluster, &cli.identity, args))),
         Command::Nemesis(args) => runtime().and_then(|rt| rt.block_on(crate::nemesis::cli(args))),
         Command::Health(args) => runtime().and_then(|rt| rt.block_on(health::run(&cli.cluster, &cli.identity, args))),
+        Command::PrometheusConfig(args) => prometheus_config::run(&cli.cluster, args),
         Command::Ops(words) => runtime().and_then(|rt| rt.block_on(remote::run(&cli.cluster, &cli.identity, words))),
     };
     match code {
