@@ -227,3 +227,67 @@ fn prometheus_config_lists_every_node_and_refuses_bad_input() {
     assert_eq!(out.code, Some(1), "{}", out.show());
     assert!(out.stderr.contains("/nonexistent/cluster.json"), "{}", out.show());
 }
+
+/// Metric names in a PromQL expression: every `paxos_…` word.
+fn names_in(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("paxos_") {
+        let word: String = rest[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        rest = &rest[at + word.len()..];
+        names.push(word);
+    }
+    names
+}
+
+#[test]
+fn the_grafana_dashboard_is_importable_and_asks_only_for_exported_metrics() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/ops/grafana/paxos.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert!(dashboard["title"].is_string() && dashboard["uid"].is_string());
+    assert!(dashboard["schemaVersion"].as_u64().is_some_and(|v| v >= 36));
+    let vars = dashboard["templating"]["list"].as_array().unwrap();
+    let datasource = vars.iter().find(|v| v["type"] == "datasource").expect("a datasource variable");
+    assert_eq!(datasource["query"], "prometheus");
+    let ds_ref = format!("${{{}}}", datasource["name"].as_str().unwrap());
+
+    // Every family a node exports, sample names included (_total, _bucket, ...).
+    let metrics = paxos::node::metrics::Metrics::new();
+    metrics.proposal_committed(Duration::from_millis(1));
+    metrics.peers([(2, paxos::node::metrics::PeerSample::default())]);
+    let exported = parse(&metrics.render());
+    let known = |name: &str| {
+        ["", "_total", "_bucket", "_sum", "_count"]
+            .iter()
+            .any(|suffix| name.strip_suffix(suffix).is_some_and(|family| exported.families.contains_key(family)))
+    };
+
+    let panels = dashboard["panels"].as_array().unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut used = std::collections::BTreeSet::new();
+    for panel in panels {
+        assert!(ids.insert(panel["id"].as_u64().unwrap()), "duplicate panel id in {panel}");
+        for key in ["h", "w", "x", "y"] {
+            assert!(panel["gridPos"][key].is_u64(), "{panel}");
+        }
+        assert_eq!(panel["datasource"]["uid"], ds_ref.as_str(), "{}", panel["title"]);
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{}", panel["title"]);
+        for target in targets {
+            let expr = target["expr"].as_str().unwrap();
+            for name in names_in(expr) {
+                assert!(known(&name), "panel {}: {name} is not exported by a node", panel["title"]);
+                used.insert(name);
+            }
+        }
+    }
+    let titles: Vec<&str> = panels.iter().map(|p| p["title"].as_str().unwrap()).collect();
+    for wanted in ["Leader", "Commit rate", "Commit latency", "WAL fsync latency", "Lag", "elections", "Peers"] {
+        assert!(titles.iter().any(|t| t.contains(wanted)), "no panel for {wanted}: {titles:?}");
+    }
+    for name in
+        ["paxos_commit_duration_seconds_bucket", "paxos_wal_fsync_duration_seconds_bucket", "paxos_peer_connected"]
+    {
+        assert!(used.contains(name), "{name} not on the dashboard");
+    }
+}
