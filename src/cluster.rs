@@ -153,6 +153,23 @@ pub fn parse_public_key(line: &str) -> Result<PublicKey, String> {
     PublicKey::from_openssh(line.trim()).map_err(|e| format!("{e} (expected \"ssh-ed25519 AAAA... comment\")"))
 }
 
+/// The smallest RSA operator or reader key accepted, in bits.
+pub const MIN_RSA_BITS: u32 = 2048;
+
+/// Whether an operator or reader key is strong enough: an RSA key needs at
+/// least `MIN_RSA_BITS` bits (it signs with rsa-sha2-256/512; node keys
+/// stay ed25519).
+pub fn check_user_key(key: &PublicKey) -> Result<(), String> {
+    match key.key_data().rsa() {
+        Some(rsa) if rsa.key_size() < MIN_RSA_BITS => Err(format!(
+            "this RSA key has {} bits, fewer than the {MIN_RSA_BITS} required; make a new one with \
+             `ssh-keygen -t rsa -b 3072` (or `ssh-keygen -t ed25519`)",
+            rsa.key_size()
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn read(path: &Path) -> Result<String, ClusterError> {
     std::fs::read_to_string(path).map_err(|source| ClusterError::Read { path: path.to_owned(), source })
 }
@@ -257,12 +274,9 @@ impl Inventory {
         }
         for (list, lines) in [("operators", &self.operators), ("readers", &self.readers)] {
             for (index, line) in lines.iter().enumerate() {
-                let key = parse_public_key(line).map_err(|reason| ClusterError::BadUserKey {
-                    path: path(),
-                    list,
-                    index,
-                    reason,
-                })?;
+                let key = parse_public_key(line)
+                    .and_then(|key| check_user_key(&key).map(|()| key))
+                    .map_err(|reason| ClusterError::BadUserKey { path: path(), list, index, reason })?;
                 note_key(&key, line, format!("{list}[{index}]"))?;
             }
         }

@@ -37,13 +37,13 @@ fn the_openssh_client_runs_status_propose_get_and_watch() {
     let mut watch =
         Streaming::spawn(cluster.ssh_command(node, &cluster.operator, &["-s", "paxos", "watch", "--from", "0"]));
     let seen = watch
-        .read_until(|line| line.starts_with(&format!("{slot} propose \"hello world\"")))
+        .read_until(|line| line.starts_with(&format!("{slot} propose 'hello world'")))
         .unwrap_or_else(|seen| panic!("watch never showed slot {slot}: {seen:?}\n{}", cluster.logs()));
     assert!(seen.iter().all(|l| !l.is_empty()), "{seen:?}");
     let out = cluster.paxos_on(leader, &["propose", "seen", "by", "the", "watch"]);
     assert_eq!(out.code, Some(0), "{}", out.show());
     let seen = watch
-        .read_until(|line| line.contains("propose \"seen by the watch\""))
+        .read_until(|line| line.contains("propose 'seen by the watch'"))
         .unwrap_or_else(|seen| panic!("watch never showed the new value: {seen:?}\n{}", cluster.logs()));
     let watched_slot = seen.last().and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok());
     assert!(watched_slot.is_some_and(|s| s > slot), "{seen:?}");

@@ -3,22 +3,20 @@
 //! operator command sent over SSH to the nodes of an inventory.
 
 mod bench;
+mod health;
 mod local;
 pub mod machine;
+mod prometheus_config;
 mod remote;
 mod ssh_config;
 mod up;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
 #[command(name = "paxos", version, about = "Multi-Paxos replicated key-value log over SSH")]
-#[command(after_help = "Operator commands (sent over SSH to the cluster's nodes):\n  \
-    status, leader, members, propose VALUE…, put KEY VALUE…, get KEY [--stale], delete KEY,\n  \
-    cas KEY (EXPECTED|--absent) NEW, log [--from N] [--limit N], watch [--from N],\n  \
-    step-down [--to NODE], metrics, help [COMMAND]   (each takes --json)")]
 pub struct Cli {
     /// Inventory of the cluster to talk to.
     #[arg(long, global = true, default_value = "hosts/local.json", env = "PAXOS_CLUSTER")]
@@ -46,13 +44,44 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Run a local 3-node cluster under concurrent clients and injected faults; check the history.
     Nemesis(crate::nemesis::NemesisArgs),
+    /// Check every node of the inventory (or one): up, one leader, a quorum, lag under a limit.
+    /// Exits 0 when healthy, 5 with one line per problem otherwise.
+    Health(health::HealthArgs),
+    /// Print a Prometheus scrape config with one target per node of the inventory (metrics_listen).
+    PrometheusConfig(prometheus_config::PrometheusConfigArgs),
     /// Any operator command, sent over SSH (see the list below).
     #[command(external_subcommand)]
     Ops(Vec<String>),
 }
 
+/// The operator commands under `paxos --help`, from the command registry.
+pub fn remote_commands_help() -> String {
+    let mut text = String::from(
+        "Operator commands (sent over SSH to the cluster's nodes; each takes --json; quote a value with \
+         spaces as a shell would, e.g. paxos cas k 'old value' new):\n",
+    );
+    // A command the CLI runs itself over the whole inventory (`health`) is
+    // listed above with the CLI's own; `ssh NODE -s paxos health` is the node's.
+    let local: Vec<String> = Cli::command().get_subcommands().map(|c| c.get_name().to_owned()).collect();
+    let remote: Vec<_> = crate::ops::COMMANDS.iter().filter(|c| !local.iter().any(|l| l == c.name)).collect();
+    let width = remote.iter().map(|c| c.usage.len()).max().unwrap_or(0);
+    for c in remote {
+        let access = if c.read_only { "" } else { " (operator key)" };
+        text.push_str(&format!("  {:width$}  {}{access}\n", c.usage, c.summary));
+    }
+    text
+}
+
+/// The whole command line of the CLI, operator commands listed in its help.
+pub fn command() -> clap::Command {
+    Cli::command().after_help(remote_commands_help())
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let code = match cli.command {
         Command::Serve(args) => local::serve(args),
         Command::Up(args) => up::run(args),
@@ -61,6 +90,8 @@ pub fn main() -> ExitCode {
         Command::SshConfig(args) => ssh_config::run(&cli.cluster, &cli.identity, args),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(&cli.cluster, &cli.identity, args))),
         Command::Nemesis(args) => runtime().and_then(|rt| rt.block_on(crate::nemesis::cli(args))),
+        Command::Health(args) => runtime().and_then(|rt| rt.block_on(health::run(&cli.cluster, &cli.identity, args))),
+        Command::PrometheusConfig(args) => prometheus_config::run(&cli.cluster, args),
         Command::Ops(words) => runtime().and_then(|rt| rt.block_on(remote::run(&cli.cluster, &cli.identity, words))),
     };
     match code {
@@ -74,4 +105,21 @@ pub fn main() -> ExitCode {
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_help_lists_every_registered_operator_command() {
+        let help = super::command().render_long_help().to_string();
+        for c in crate::ops::COMMANDS.iter().filter(|c| c.name != "health") {
+            assert!(help.contains(c.usage), "{} missing from\n{help}", c.usage);
+        }
+        assert!(help.contains("  health "), "{help}");
+        assert!(help.contains("paxos console [--json]"), "{help}");
+        let put = help.lines().find(|l| l.trim_start().starts_with("paxos put ")).unwrap();
+        assert!(put.ends_with("set KEY to the value words joined by spaces (operator key)"), "{put}");
+        let get = help.lines().find(|l| l.trim_start().starts_with("paxos get ")).unwrap();
+        assert!(!get.contains("operator key"), "{get}");
+    }
 }

@@ -10,6 +10,7 @@ use crate::cluster::{Inventory, NodeEntry};
 use crate::keys;
 use crate::ops::api::NodeStatus;
 use crate::ops::command::{OpsCommand, parse};
+use crate::ops::quote;
 use crate::ops::render::duration_text;
 use crate::ops::{EXIT_UNAVAILABLE, EXIT_USAGE};
 use crate::ssh::client::{SshClient, StreamEvent};
@@ -51,7 +52,9 @@ impl Target {
 }
 
 pub async fn run(cluster: &Path, identity: &Path, words: Vec<String>) -> anyhow::Result<u8> {
-    let line = words.join(" ");
+    // The shell already split the words: quote each again so that a value
+    // with a space stays one word on the node (OpenSSH joins with spaces).
+    let line = quote::join(&words);
     let invocation = match parse(&line) {
         Ok(invocation) => invocation,
         Err(e) => {
@@ -77,10 +80,10 @@ fn with_request_id(command: &OpsCommand, line: &str) -> String {
         return line.to_string();
     }
     let client = rand::random::<u64>() >> 1 | 1;
-    let mut words: Vec<&str> = line.split_whitespace().collect();
-    let request = format!("--request={client}:1");
-    words.insert(1, &request);
-    words.join(" ")
+    // `line` is a normalized invocation line, so it splits.
+    let mut words = quote::split(line).unwrap_or_default();
+    words.insert(words.len().min(1), format!("--request={client}:1"));
+    quote::join(&words)
 }
 
 /// Run on the first node that can answer; print its output; exit with its status.

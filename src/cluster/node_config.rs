@@ -53,6 +53,8 @@ struct NodeConfigFile {
     audit_log: Option<PathBuf>,
     #[serde(default)]
     log_format: LogFormat,
+    #[serde(default)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// One daemon's settings (`paxos serve --config node.json`), with every
@@ -68,6 +70,9 @@ pub struct NodeConfig {
     pub cluster_file: PathBuf,
     pub audit_log: PathBuf,
     pub log_format: LogFormat,
+    /// Where to serve `GET /metrics` over HTTP for Prometheus; off when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
     #[serde(skip)]
     pub path: PathBuf,
 }
@@ -109,6 +114,7 @@ impl NodeConfig {
             cluster_file,
             audit_log,
             log_format: raw.log_format,
+            metrics_listen: raw.metrics_listen,
             path: path.to_owned(),
         })
     }

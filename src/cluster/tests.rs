@@ -342,3 +342,31 @@ fn the_lab_inventory_is_valid_for_provisioning() {
         ["172.30.99.11:7100", "172.30.99.12:7100", "172.30.99.13:7100"]
     );
 }
+
+/// An RSA public key line with a modulus of `bits` bits (not a usable key
+/// pair: the inventory only looks at the public half).
+fn rsa_line(bits: usize) -> String {
+    use russh::keys::ssh_key::Mpint;
+    use russh::keys::ssh_key::public::{KeyData, RsaPublicKey};
+    let mut modulus = vec![0xc5u8; bits / 8];
+    modulus[bits / 8 - 1] |= 1;
+    let rsa = RsaPublicKey::new(Mpint::from_positive_bytes(&[1, 0, 1]), Mpint::from_positive_bytes(&modulus)).unwrap();
+    PublicKey::new(KeyData::Rsa(rsa), "carol").to_openssh().unwrap()
+}
+
+#[test]
+fn rsa_operator_and_reader_keys_need_2048_bits() {
+    let inv = load(&edit(|v| vars(v)["paxos_operators"] = json!([ALICE, rsa_line(3072)]))).unwrap();
+    assert_eq!(inv.operator_keys().len(), 2);
+    load(&edit(|v| vars(v)["paxos_readers"] = json!([rsa_line(2048)]))).unwrap();
+    for list in ["paxos_operators", "paxos_readers"] {
+        let err = load(&edit(|v| vars(v)[list] = json!([rsa_line(1024)]))).unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, ClusterError::BadUserKey { index: 0, .. }), "{message}");
+        assert!(message.contains("this RSA key has 1024 bits, fewer than the 2048 required"), "{message}");
+        assert!(message.contains("ssh-keygen -t rsa -b 3072"), "{message}");
+    }
+    // Node keys stay ed25519.
+    let err = load(&edit(|v| host(v, "node1")["paxos_host_key"] = json!(rsa_line(3072)))).unwrap_err();
+    assert!(err.to_string().contains("give its ssh-ed25519 key"), "{err}");
+}

@@ -2,7 +2,7 @@
 //! runtime task over a channel. Waits are bounded: a command that finds no
 //! leader fails after `request_timeout` with a message saying so.
 
-use super::metrics::Metrics;
+use super::metrics::{Metrics, PeerSample};
 use super::runtime::NodeRequest;
 use crate::cluster::Inventory;
 use crate::consensus::ballot::NodeId;
@@ -72,10 +72,18 @@ impl NodeHandle {
         self.requests.send(NodeRequest::Submit { command, reply: tx }).await.map_err(|_| NodeError::ShuttingDown)?;
         let decided = match tokio::time::timeout(self.request_timeout, rx).await {
             Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) => return Err(NodeError::ShuttingDown),
+            Ok(Err(_)) => {
+                self.metrics.proposal_failed();
+                return Err(NodeError::ShuttingDown);
+            }
             Err(_) => self.ask(|reply| NodeRequest::Withdraw { client, seq, reply }).await?,
         };
-        let waited_ms = started.elapsed().as_millis() as u64;
+        let took = started.elapsed();
+        match &decided {
+            Ok(_) => self.metrics.proposal_committed(took),
+            Err(_) => self.metrics.proposal_failed(),
+        }
+        let waited_ms = took.as_millis() as u64;
         match decided {
             Ok(response) => Ok(response),
             Err(ClientError::Withdrawn) => match self.core_status().await?.leader {
@@ -87,6 +95,15 @@ impl NodeHandle {
             }
             Err(e) => Err(client_error(e)),
         }
+    }
+
+    /// This node's metrics, with the peer links' state as of now.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.peers(self.peers.iter().map(|(id, link)| {
+            let stats = link.stats();
+            (*id, PeerSample { connected: stats.connected, dropped: stats.dropped })
+        }));
+        self.metrics.render()
     }
 
     fn ms(&self, ticks: u64) -> u64 {
@@ -252,7 +269,15 @@ impl NodeApi for NodeHandle {
         })
     }
 
+    fn quorum(&self) -> usize {
+        let acceptors = self.inventory.nodes.iter().filter(|n| n.roles().names().contains(&"acceptor")).count();
+        match self.inventory.consensus_config(self.id).map(|c| c.validate()) {
+            Ok(Ok(q)) => q.phase1.max(q.phase2),
+            _ => acceptors / 2 + 1,
+        }
+    }
+
     fn metrics(&self) -> BoxFuture<'_, String> {
-        Box::pin(async move { self.metrics.render() })
+        Box::pin(async move { self.metrics_text() })
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod handle;
 pub mod metrics;
+pub mod metrics_http;
 pub mod runtime;
 pub mod serve;
 pub mod transport;

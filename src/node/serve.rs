@@ -119,6 +119,10 @@ pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Res
     };
     let server = SshServer::bind(settings).await?;
     let ssh_addr = server.local_addr();
+    let metrics_listener = match cluster.node.metrics_listen {
+        Some(addr) => Some(super::metrics_http::bind(addr).await?),
+        None => None,
+    };
 
     let tick = cluster.tick();
     let mut links = BTreeMap::new();
@@ -156,6 +160,10 @@ pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Res
     let service = Arc::new(OpsService { api: Arc::new(handle.clone()), audit: Arc::new(audit) });
     let transport = PeerTransport::new(links, metrics.clone());
     let runtime = Runtime { replica, storage, transport, tick, metrics };
+    if let Some(listener) = metrics_listener {
+        info!(node = id, addr = %listener.local_addr()?, "serving GET /metrics");
+        tokio::spawn(super::metrics_http::serve(listener, handle.clone(), shutdown.clone()));
+    }
 
     if let Some(path) = std::env::var_os(crate::ssh::faults::FAULT_FILE_ENV) {
         // A testing facility (the nemesis's partitions); unset in production.

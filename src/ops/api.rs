@@ -207,4 +207,7 @@ pub trait NodeApi: Send + Sync {
     fn step_down(&self, to: Option<NodeId>) -> BoxFuture<'_, Result<NodeId, NodeError>>;
     /// Prometheus text exposition format.
     fn metrics(&self) -> BoxFuture<'_, String>;
+    /// Acceptors needed both to elect a leader and to commit (the larger
+    /// of the phase-1 and phase-2 quorums).
+    fn quorum(&self) -> usize;
 }

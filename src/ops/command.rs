@@ -1,10 +1,14 @@
 //! The operator command grammar. A command arrives as one line: OpenSSH
 //! joins the words after `ssh host -s` with single spaces into the subsystem
 //! name, so `ssh node1 -s paxos put greeting hello world` delivers
-//! "paxos put greeting hello world". The line is split on whitespace and
+//! "paxos put greeting hello world". The line is split into words the way a
+//! shell splits them (`super::quote`, so `'old value'` is one word) and
 //! parsed with clap; value words are joined back with single spaces.
+//!
+//! Every command is declared once, in the registry below.
 
 use super::api::RequestId;
+use super::quote::{self, split};
 use crate::consensus::ballot::NodeId;
 use crate::state_machine::{Op, Slot};
 use clap::error::ErrorKind;
@@ -52,6 +56,10 @@ pub enum OpsCommand {
         to: Option<NodeId>,
     },
     Metrics,
+    /// This node's health; unhealthy exits `health::EXIT_UNHEALTHY`.
+    Health {
+        max_lag: u64,
+    },
     Help {
         topic: Option<String>,
     },
@@ -76,86 +84,225 @@ pub struct UsageError {
     pub usage: String,
 }
 
+/// A command as the registry declares it: how it reads, what it is for,
+/// who may run it, and what its `--json` answer holds.
 #[derive(Debug, PartialEq, Eq)]
 pub struct CommandHelp {
     pub name: &'static str,
     pub usage: &'static str,
     pub summary: &'static str,
+    /// Whether the command leaves the log and the leadership as they are:
+    /// a reader key may run exactly these.
     pub read_only: bool,
+    /// The top-level keys of the `--json` answer, each with what it holds.
+    pub json: &'static [(&'static str, &'static str)],
 }
 
-/// Every command, in the order `help` lists them.
-pub const COMMANDS: &[CommandHelp] = &[
-    CommandHelp {
-        name: "status",
+/// The registry: each operator command is declared once, as the variant of
+/// the parsed command (`OpsCommand`) it becomes, its grammar (clap fields),
+/// name, access, usage, summary and JSON shape. From it come the grammar the
+/// subsystem and the CLI parse with, `COMMANDS` (what `help` lists and
+/// `authorize` checks), `OpsCommand::name` and the CLI's list of remote
+/// commands. A command declared here without its `OpsCommand` variant, or
+/// the other way round, does not compile.
+macro_rules! registry {
+    (@read_only read_only) => { true };
+    (@read_only operator) => { false };
+    ($(
+        $variant:ident $fields:tt
+        name: $name:literal,
+        access: $access:ident,
+        usage: $usage:literal,
+        summary: $summary:literal,
+        json: { $($key:literal : $shape:expr),* $(,)? }
+        ;
+    )*) => {
+        /// The grammar clap parses a line with; see `parse`.
+        #[derive(Subcommand, Debug)]
+        enum Words {
+            $(
+                #[command(name = $name, about = $summary)]
+                $variant $fields,
+            )*
+        }
+
+        /// Every command, in the order `help` lists them.
+        pub const COMMANDS: &[CommandHelp] = &[$(
+            CommandHelp {
+                name: $name,
+                usage: $usage,
+                summary: $summary,
+                read_only: registry!(@read_only $access),
+                json: &[$(($key, $shape)),*],
+            },
+        )*];
+
+        impl OpsCommand {
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(OpsCommand::$variant { .. } => $name,)*
+                }
+            }
+        }
+    };
+}
+
+const SUBMITTED: &str = "the slot the command was decided in";
+
+registry! {
+    Status {}
+        name: "status", access: read_only,
         usage: "paxos status [--json]",
         summary: "this node's role, leader, ballot, commit and applied index",
-        read_only: true,
-    },
-    CommandHelp { name: "leader", usage: "paxos leader [--json]", summary: "the current leader", read_only: true },
-    CommandHelp {
-        name: "members",
+        json: {
+            "cluster": "the cluster's name", "id": "this node's id", "name": "this node's name",
+            "address": "host:port", "roles": "protocol roles from the inventory",
+            "role": "leader, follower or candidate", "leader": "the leader's id, or null",
+            "ballot": "{round, node}: the highest ballot seen in use", "promised": "{round, node}",
+            "commit_index": "every slot below is chosen", "applied_index": "every slot below is applied",
+            "last_heartbeat_age_ms": "since the leader was last heard, or null",
+            "pending_requests": "commands submitted here and not answered yet", "uptime_ms": "since the node started",
+            "voting": "voter, or introducing / rejoining while this node may not vote yet",
+            "incarnation": "the data directory's random incarnation",
+        };
+    Leader {}
+        name: "leader", access: read_only,
+        usage: "paxos leader [--json]",
+        summary: "the current leader",
+        json: {
+            "leader": "the leader's id, or null (then the other keys are left out)",
+            "name": "the leader's name, or null", "address": "the leader's host:port, or null",
+        };
+    Members {}
+        name: "members", access: read_only,
         usage: "paxos members [--json]",
         summary: "every node with its roles and connection",
-        read_only: true,
-    },
-    CommandHelp {
-        name: "propose",
+        json: {
+            "members": "[{id, name, address, roles, is_self, is_leader, connected, last_heard_ms, match_index}]",
+        };
+    Propose {
+        #[arg(required = true, allow_negative_numbers = true)]
+        value: Vec<String>,
+        #[arg(long, hide = true, value_parser = parse_request)]
+        request: Option<RequestId>,
+    }
+        name: "propose", access: operator,
         usage: "paxos propose VALUE... [--json]",
         summary: "agree on a value in the log",
-        read_only: false,
-    },
-    CommandHelp {
-        name: "put",
+        json: { "slot": SUBMITTED, "result": "\"proposed\"" };
+    Put {
+        key: String,
+        #[arg(required = true, allow_negative_numbers = true)]
+        value: Vec<String>,
+        #[arg(long, hide = true, value_parser = parse_request)]
+        request: Option<RequestId>,
+    }
+        name: "put", access: operator,
         usage: "paxos put KEY VALUE... [--json]",
         summary: "set KEY to the value words joined by spaces",
-        read_only: false,
-    },
-    CommandHelp {
-        name: "get",
+        json: { "slot": SUBMITTED, "result": "\"put\"", "key": "KEY", "previous": "the value replaced, or null" };
+    Get {
+        key: String,
+        #[arg(long)]
+        stale: bool,
+    }
+        name: "get", access: read_only,
         usage: "paxos get KEY [--stale] [--json]",
         summary: "read KEY (linearizable; --stale answers from this node)",
-        read_only: true,
-    },
-    CommandHelp { name: "delete", usage: "paxos delete KEY [--json]", summary: "remove KEY", read_only: false },
-    CommandHelp {
-        name: "cas",
+        json: { "key": "KEY", "value": "the value, or null when absent", "index": "the log position read at" };
+    Delete {
+        key: String,
+        #[arg(long, hide = true, value_parser = parse_request)]
+        request: Option<RequestId>,
+    }
+        name: "delete", access: operator,
+        usage: "paxos delete KEY [--json]",
+        summary: "remove KEY",
+        json: { "slot": SUBMITTED, "result": "\"delete\"", "key": "KEY", "existed": "whether KEY was there" };
+    Cas {
+        key: String,
+        /// Swap only if the key is absent; then every word is the new value.
+        #[arg(long)]
+        absent: bool,
+        #[arg(required = true, allow_negative_numbers = true)]
+        values: Vec<String>,
+        #[arg(long, hide = true, value_parser = parse_request)]
+        request: Option<RequestId>,
+    }
+        name: "cas", access: operator,
         usage: "paxos cas KEY (EXPECTED | --absent) NEW... [--json]",
         summary: "set KEY to NEW only if it holds EXPECTED (or is absent)",
-        read_only: false,
-    },
-    CommandHelp {
-        name: "log",
+        json: {
+            "slot": SUBMITTED, "result": "\"cas\"", "key": "KEY", "swapped": "whether KEY now holds NEW",
+            "current": "KEY's value after the command, or null",
+        };
+    Log {
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=MAX_SLOT))]
+        from: Option<Slot>,
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        limit: u64,
+    }
+        name: "log", access: read_only,
         usage: "paxos log [--from SLOT] [--limit N] [--json]",
         summary: "decided entries (default: the last 20)",
-        read_only: true,
-    },
-    CommandHelp {
-        name: "watch",
+        json: { "entries": "[{slot, kind: noop|batch, commands}]", "next": "the slot to ask for next (--from)" };
+    Watch {
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=MAX_SLOT))]
+        from: Option<Slot>,
+    }
+        name: "watch", access: read_only,
         usage: "paxos watch [--from SLOT] [--json]",
         summary: "follow entries as they are decided",
-        read_only: true,
-    },
-    CommandHelp {
-        name: "step-down",
+        json: {
+            "slot": "one line per decided entry: its slot", "kind": "noop or batch",
+            "commands": "[{client, seq, op, ...}] (batches only)",
+        };
+    StepDown {
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_NODE_ID))]
+        to: Option<NodeId>,
+    }
+        name: "step-down", access: operator,
         usage: "paxos step-down [--to NODE] [--json]",
         summary: "hand leadership to another node",
-        read_only: false,
-    },
-    CommandHelp {
-        name: "metrics",
+        json: { "leader": "the new leader's id" };
+    Health {
+        /// The most committed slots this node may have left to apply.
+        #[arg(long, value_name = "SLOTS", default_value_t = super::health::DEFAULT_MAX_LAG)]
+        max_lag: u64,
+    }
+        name: "health", access: read_only,
+        usage: "paxos health [--max-lag SLOTS] [--json]",
+        summary: "whether this node sees a leader, reaches a quorum and keeps up (exit 5 when not)",
+        json: {
+            "healthy": "true when problems is empty", "id": "this node's id", "name": "", "address": "",
+            "roles": "", "role": "leader, follower or candidate", "leader": "the leader's id, or null",
+            "acceptors_connected": "acceptors reached, this node included", "acceptors": "acceptors in the cluster",
+            "quorum": "acceptors needed to elect and to commit", "commit_index": "", "applied_index": "",
+            "apply_lag": "committed slots not applied yet", "max_lag": "--max-lag",
+            "last_heartbeat_age_ms": "since the leader was last heard, or null", "problems": "one line each",
+        };
+    Metrics {}
+        name: "metrics", access: read_only,
         usage: "paxos metrics [--json]",
         summary: "Prometheus metrics of this node",
-        read_only: true,
-    },
-    CommandHelp {
-        name: "console",
+        json: { "metrics": "the Prometheus text exposition" };
+    Console {}
+        name: "console", access: read_only,
         usage: "paxos console [--json]",
         summary: "run one command per input line until end of input",
-        read_only: true,
-    },
-    CommandHelp { name: "help", usage: "paxos help [COMMAND] [--json]", summary: "this list", read_only: true },
-];
+        json: { "*": "each line's answer is that command's JSON, or {error}" };
+    Help {
+        topic: Option<String>,
+    }
+        name: "help", access: read_only,
+        usage: "paxos help [COMMAND] [--json]",
+        summary: "this list",
+        json: {
+            "commands": "[{name, usage, summary, read_only, json}] (help COMMAND answers that one object)",
+            "name": "help COMMAND: the command", "usage": "help COMMAND", "summary": "help COMMAND",
+            "read_only": "help COMMAND", "json": "help COMMAND",
+        };
+}
 
 /// The largest slot an operator may name: 2^53 - 1, the largest integer
 /// every JSON reader keeps exact. A log this long is millennia away, so a
@@ -172,36 +319,15 @@ pub fn command_help(name: &str) -> Option<&'static CommandHelp> {
 }
 
 impl OpsCommand {
-    pub fn name(&self) -> &'static str {
-        match self {
-            OpsCommand::Status => "status",
-            OpsCommand::Leader => "leader",
-            OpsCommand::Members => "members",
-            OpsCommand::Propose { .. } => "propose",
-            OpsCommand::Put { .. } => "put",
-            OpsCommand::Get { .. } => "get",
-            OpsCommand::Delete { .. } => "delete",
-            OpsCommand::Cas { .. } => "cas",
-            OpsCommand::Log { .. } => "log",
-            OpsCommand::Watch { .. } => "watch",
-            OpsCommand::StepDown { .. } => "step-down",
-            OpsCommand::Metrics => "metrics",
-            OpsCommand::Help { .. } => "help",
-            OpsCommand::Console => "console",
-        }
+    /// The command's entry in the registry.
+    pub fn spec(&self) -> &'static CommandHelp {
+        command_help(self.name()).expect("every command is declared in the registry")
     }
 
     /// Whether the command leaves the log and the leadership as they are.
     /// A console is read-only itself: each of its lines is authorized on its own.
     pub fn is_read_only(&self) -> bool {
-        !matches!(
-            self,
-            OpsCommand::Propose { .. }
-                | OpsCommand::Put { .. }
-                | OpsCommand::Delete { .. }
-                | OpsCommand::Cas { .. }
-                | OpsCommand::StepDown { .. }
-        )
+        self.spec().read_only
     }
 
     /// The state-machine operation of a log mutation, with its request id.
@@ -239,65 +365,6 @@ struct Grammar {
     command: Words,
 }
 
-#[derive(Subcommand, Debug)]
-enum Words {
-    Status,
-    Leader,
-    Members,
-    Propose {
-        #[arg(required = true, allow_negative_numbers = true)]
-        value: Vec<String>,
-        #[arg(long, hide = true, value_parser = parse_request)]
-        request: Option<RequestId>,
-    },
-    Put {
-        key: String,
-        #[arg(required = true, allow_negative_numbers = true)]
-        value: Vec<String>,
-        #[arg(long, hide = true, value_parser = parse_request)]
-        request: Option<RequestId>,
-    },
-    Get {
-        key: String,
-        #[arg(long)]
-        stale: bool,
-    },
-    Delete {
-        key: String,
-        #[arg(long, hide = true, value_parser = parse_request)]
-        request: Option<RequestId>,
-    },
-    Cas {
-        key: String,
-        /// Swap only if the key is absent; then every word is the new value.
-        #[arg(long)]
-        absent: bool,
-        #[arg(required = true, allow_negative_numbers = true)]
-        values: Vec<String>,
-        #[arg(long, hide = true, value_parser = parse_request)]
-        request: Option<RequestId>,
-    },
-    Log {
-        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=MAX_SLOT))]
-        from: Option<Slot>,
-        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-        limit: u64,
-    },
-    Watch {
-        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=MAX_SLOT))]
-        from: Option<Slot>,
-    },
-    StepDown {
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_NODE_ID))]
-        to: Option<NodeId>,
-    },
-    Metrics,
-    Console,
-    Help {
-        topic: Option<String>,
-    },
-}
-
 fn usage_of(name: Option<&str>) -> String {
     name.and_then(command_help).map_or(GENERAL_USAGE, |c| c.usage).to_owned()
 }
@@ -325,13 +392,16 @@ fn one_line(rendered: &str) -> String {
     if message.is_empty() { "invalid command".to_owned() } else { message }
 }
 
-/// Parse one command line; a leading "paxos" is optional.
+/// Parse one command line; a leading "paxos" is optional. Words are split
+/// the way a shell splits them (`super::quote`): `cas k 'old value' new`.
 pub fn parse(line: &str) -> Result<Invocation, UsageError> {
-    let mut words: Vec<&str> = line.split_whitespace().collect();
-    if words.first() == Some(&"paxos") {
+    let mut words = split(line).map_err(|e| usage_error(None, e.to_string()))?;
+    if words.first().map(String::as_str) == Some("paxos") {
         words.remove(0);
     }
-    let normalized = words.join(" ");
+    // The audit log's form of the line: quoted again where a word needs it.
+    let normalized = quote::join(&words);
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let name = words.iter().find(|w| !w.starts_with('-')).copied().filter(|w| command_help(w).is_some());
     if words.is_empty() {
         return Err(usage_error(None, "empty command"));
@@ -347,9 +417,9 @@ pub fn parse(line: &str) -> Result<Invocation, UsageError> {
     };
     let join = |words: Vec<String>| words.join(" ");
     let command = match grammar.command {
-        Words::Status => OpsCommand::Status,
-        Words::Leader => OpsCommand::Leader,
-        Words::Members => OpsCommand::Members,
+        Words::Status {} => OpsCommand::Status,
+        Words::Leader {} => OpsCommand::Leader,
+        Words::Members {} => OpsCommand::Members,
         Words::Propose { value, request } => OpsCommand::Propose { value: join(value), request },
         Words::Put { key, value, request } => OpsCommand::Put { key, value: join(value), request },
         Words::Get { key, stale } => OpsCommand::Get { key, stale },
@@ -367,14 +437,15 @@ pub fn parse(line: &str) -> Result<Invocation, UsageError> {
         Words::Log { from, limit } => OpsCommand::Log { from, limit },
         Words::Watch { from } => OpsCommand::Watch { from },
         Words::StepDown { to } => OpsCommand::StepDown { to },
-        Words::Metrics => OpsCommand::Metrics,
+        Words::Metrics {} => OpsCommand::Metrics,
+        Words::Health { max_lag } => OpsCommand::Health { max_lag },
         Words::Help { topic } => {
             if let Some(topic) = topic.as_deref().filter(|t| command_help(t).is_none()) {
                 return Err(usage_error(Some("help"), format!("no command named {topic:?}")));
             }
             OpsCommand::Help { topic }
         }
-        Words::Console => OpsCommand::Console,
+        Words::Console {} => OpsCommand::Console,
     };
     Ok(Invocation { command, json: grammar.json, line: normalized })
 }
@@ -405,6 +476,7 @@ mod tests {
             "log",
             "watch",
             "step-down",
+            "health",
             "metrics",
             "console",
             "help",

@@ -8,6 +8,7 @@
 use super::api::{LogEntry, NodeApi};
 use super::audit::{AuditLog, AuditRecord, rfc3339};
 use super::command::{Invocation, OpsCommand, parse, usage_error};
+use super::health::node_health;
 use super::render::{Answer, LeaderInfo, entry_json, entry_text};
 use super::{EXIT_OK, OpsError, Role, authorize};
 use crate::state_machine::{Op, OpResult};
@@ -64,7 +65,8 @@ where
     E: AsyncWrite + Unpin + ?Sized,
 {
     // The caller may be gone; the exit status is all that is left to give.
-    if json && !matches!(e, OpsError::Output(_)) {
+    // An unhealthy node has answered already; the status says the rest.
+    if json && !matches!(e, OpsError::Output(_) | OpsError::Unhealthy { .. }) {
         let _ = write_flush(out, &format!("{}\n", e.to_json())).await;
     }
     let _ = write_flush(err, &format!("paxos: {}\n", escape_controls(&e.to_string()))).await;
@@ -214,6 +216,14 @@ where
             Answer::SteppedDown { leader: result? }
         }
         OpsCommand::Metrics => Answer::Metrics(api.metrics().await),
+        OpsCommand::Health { max_lag } => {
+            let (status, members) = (api.status().await, api.members().await);
+            let health = node_health(&status, &members, api.quorum(), *max_lag);
+            let problems = health.problems.len();
+            write_flush(out, &Answer::Health(health).render(invocation.json)).await?;
+            // A console has no exit status: the answer says it all.
+            return if problems == 0 || in_console { Ok(()) } else { Err(OpsError::Unhealthy { problems }) };
+        }
         OpsCommand::Help { topic } => Answer::help(topic.as_deref(), ctx.role),
         OpsCommand::Console => {
             return Err(OpsError::NotHere(

@@ -8,6 +8,8 @@ pub mod audit;
 pub mod command;
 pub mod console;
 pub mod exec;
+pub mod health;
+pub mod quote;
 pub mod render;
 
 #[cfg(test)]
@@ -94,6 +96,9 @@ pub enum OpsError {
     /// A command that cannot run here (e.g. `watch` inside a console).
     #[error("{0}")]
     NotHere(String),
+    /// `health` found problems (listed in its answer).
+    #[error("unhealthy: {problems} problem(s), listed above")]
+    Unhealthy { problems: usize },
     #[error("cannot write the answer: {0}")]
     Output(#[from] std::io::Error),
     /// Console input that is not a line of text (too long, not UTF-8).
@@ -112,6 +117,7 @@ impl OpsError {
         match self {
             OpsError::Usage(_) | OpsError::NotHere(_) | OpsError::Input(_) => EXIT_USAGE,
             OpsError::Internal { .. } => EXIT_INTERNAL,
+            OpsError::Unhealthy { .. } => health::EXIT_UNHEALTHY,
             OpsError::Denied(_) => EXIT_DENIED,
             OpsError::Node(e) if e.is_retryable() => EXIT_UNAVAILABLE,
             OpsError::Node(_) | OpsError::StaleRequest { .. } | OpsError::Output(_) => EXIT_FAILED,
@@ -131,6 +137,7 @@ impl OpsError {
             OpsError::Output(_) => serde_json::json!({"kind": "output"}),
             OpsError::Input(_) => serde_json::json!({"kind": "input"}),
             OpsError::Internal { .. } => serde_json::json!({"kind": "internal"}),
+            OpsError::Unhealthy { problems } => serde_json::json!({"kind": "unhealthy", "problems": problems}),
         };
         error["message"] = self.to_string().into();
         serde_json::json!({ "error": error })

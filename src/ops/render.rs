@@ -6,6 +6,8 @@ use super::Role;
 use super::api::{LogEntry, MemberInfo, NodeStatus, ReadValue, Submitted};
 use super::command::{COMMANDS, CommandHelp, command_help};
 use super::exec::escape_controls;
+use super::health::{NodeHealth, node_health_text};
+use super::quote::quote;
 use crate::consensus::ballot::NodeId;
 use crate::state_machine::{Command, Entry, Op, OpResult, Slot};
 use serde_json::{Value, json};
@@ -36,6 +38,7 @@ pub enum Answer {
         leader: NodeId,
     },
     Metrics(String),
+    Health(NodeHealth),
     Help {
         topic: Option<&'static CommandHelp>,
         role: Role,
@@ -49,8 +52,20 @@ pub struct LeaderInfo {
     pub address: Option<String>,
 }
 
+/// A key or value in text output: control characters escaped, then quoted
+/// the way command lines are (`'old value'`) when it needs it, so what is
+/// printed can be pasted back into a command.
+pub fn word_text(value: &str) -> String {
+    quote(&escape_controls(value))
+}
+
+/// A value that may be absent; a value that reads "absent" is quoted.
 fn shown(value: &Option<String>) -> String {
-    value.as_ref().map_or_else(|| "absent".to_owned(), |v| format!("{v:?}"))
+    match value.as_deref() {
+        None => "absent".to_owned(),
+        Some("absent") => "'absent'".to_owned(),
+        Some(v) => word_text(v),
+    }
 }
 
 /// "1h02m03s", "4m05s", "12.3s".
@@ -65,15 +80,15 @@ pub fn duration_text(ms: u64) -> String {
 
 fn op_text(command: &Command) -> String {
     let op = match &command.op {
-        Op::Put { key, value } => format!("put {} {value:?}", escape_controls(key)),
-        Op::Delete { key } => format!("delete {}", escape_controls(key)),
-        Op::Cas { key, expected, new } => format!("cas {} {} -> {new:?}", escape_controls(key), shown(expected)),
-        Op::Propose { value } => format!("propose {value:?}"),
+        Op::Put { key, value } => format!("put {} {}", word_text(key), word_text(value)),
+        Op::Delete { key } => format!("delete {}", word_text(key)),
+        Op::Cas { key, expected, new } => format!("cas {} {} -> {}", word_text(key), shown(expected), word_text(new)),
+        Op::Propose { value } => format!("propose {}", word_text(value)),
     };
     format!("{op} [{}:{}]", command.client, command.seq)
 }
 
-/// One log entry on one line: "12 put k \"v\" [7:1]; delete x [7:2]" or "13 noop".
+/// One log entry on one line: "12 put k 'a b' [7:1]; delete x [7:2]" or "13 noop".
 pub fn entry_text(entry: &LogEntry) -> String {
     match &entry.entry {
         Entry::Noop => format!("{} noop", entry.slot),
@@ -89,11 +104,11 @@ pub fn entry_json(entry: &LogEntry) -> Value {
 }
 
 fn result_text(key: Option<&str>, submitted: &Submitted) -> String {
-    let key = escape_controls(key.unwrap_or("?"));
+    let key = key.map_or_else(|| "?".to_owned(), word_text);
     let what = match &submitted.result {
         OpResult::Proposed { slot } => format!("proposed in slot {slot}"),
         OpResult::Put { previous: None } => format!("{key} set (it was absent)"),
-        OpResult::Put { previous: Some(old) } => format!("{key} set (it was {old:?})"),
+        OpResult::Put { previous: Some(old) } => format!("{key} set (it was {})", shown(&Some(old.clone()))),
         OpResult::Delete { existed: true } => format!("{key} deleted"),
         OpResult::Delete { existed: false } => format!("{key} was already absent"),
         OpResult::Cas { swapped: true, current } => format!("{key} swapped to {}", shown(current)),
@@ -165,7 +180,18 @@ fn members_text(members: &[MemberInfo]) -> String {
 
 fn help_text(topic: Option<&CommandHelp>, role: Role) -> String {
     if let Some(c) = topic {
-        return format!("usage: {}\n{}\n", c.usage, c.summary);
+        let mut t = format!("usage: {}\n{}\n", c.usage, c.summary);
+        if !c.read_only {
+            t.push_str("needs an operator key\n");
+        }
+        if !c.json.is_empty() {
+            t.push_str("--json answers with:\n");
+            let width = c.json.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
+            for (key, shape) in c.json {
+                let _ = writeln!(t, "  {key:width$}  {shape}");
+            }
+        }
+        return t;
     }
     let mut t = String::from("commands (add --json for a JSON answer):\n");
     let width = COMMANDS.iter().map(|c| c.usage.len()).max().unwrap_or(0);
@@ -177,7 +203,8 @@ fn help_text(topic: Option<&CommandHelp>, role: Role) -> String {
 }
 
 fn help_json(c: &CommandHelp) -> Value {
-    json!({"name": c.name, "usage": c.usage, "summary": c.summary, "read_only": c.read_only})
+    let shape: serde_json::Map<String, Value> = c.json.iter().map(|(k, v)| ((*k).to_owned(), (*v).into())).collect();
+    json!({"name": c.name, "usage": c.usage, "summary": c.summary, "read_only": c.read_only, "json": shape})
 }
 
 impl Answer {
@@ -204,6 +231,7 @@ impl Answer {
             Answer::SteppedDown { leader } => format!("leadership handed to node {leader}\n"),
             Answer::Metrics(text) if text.ends_with('\n') || text.is_empty() => text.clone(),
             Answer::Metrics(text) => format!("{text}\n"),
+            Answer::Health(h) => node_health_text(h),
             Answer::Help { topic, role } => help_text(*topic, *role),
         }
     }
@@ -227,6 +255,7 @@ impl Answer {
             }
             Answer::SteppedDown { leader } => json!({ "leader": leader }),
             Answer::Metrics(text) => json!({ "metrics": text }),
+            Answer::Health(h) => serde_json::to_value(h).unwrap_or_default(),
             Answer::Help { topic: Some(c), .. } => help_json(c),
             Answer::Help { topic: None, .. } => json!({"commands": COMMANDS.iter().map(help_json).collect::<Vec<_>>()}),
         }

@@ -7,6 +7,7 @@
 //! still connect: they all speak curve25519-sha256, AES-GCM and AES-CTR
 //! with encrypt-then-MAC, and ed25519 host keys.
 
+use russh::keys::{Algorithm, EcdsaCurve, HashAlg};
 use russh::{Preferred, cipher, kex, mac};
 use std::borrow::Cow;
 
@@ -49,12 +50,37 @@ pub const CIPHER_ORDER: &[cipher::Name] =
 /// about; every OpenSSH since 6.2 speaks the `-etm` forms.
 pub const MAC_ORDER: &[mac::Name] = &[mac::HMAC_SHA256_ETM, mac::HMAC_SHA512_ETM];
 
+/// Public-key algorithms: host keys (a server only offers those it has
+/// keys for, and nodes have ed25519) and the signatures a server accepts
+/// from operator and reader keys, announced to clients as
+/// `server-sig-algs`. RSA keys sign with SHA-2 (RFC 8332); the SHA-1
+/// `ssh-rsa` signature is left out, and refused (`refused_signature`).
+pub const KEY_ORDER: &[Algorithm] = &[
+    Algorithm::Ed25519,
+    Algorithm::Ecdsa { curve: EcdsaCurve::NistP256 },
+    Algorithm::Ecdsa { curve: EcdsaCurve::NistP384 },
+    Algorithm::Ecdsa { curve: EcdsaCurve::NistP521 },
+    Algorithm::Rsa { hash: Some(HashAlg::Sha512) },
+    Algorithm::Rsa { hash: Some(HashAlg::Sha256) },
+];
+
+/// Why a client's signature algorithm is refused, if it is.
+pub fn refused_signature(algorithm: &Algorithm) -> Option<&'static str> {
+    match algorithm {
+        Algorithm::Rsa { hash: None } => Some(
+            "it signs with ssh-rsa (SHA-1), which is refused; RSA keys must sign with rsa-sha2-256 or \
+             rsa-sha2-512 (OpenSSH 7.2 and later do)",
+        ),
+        _ => None,
+    }
+}
+
 /// The policy, for both `russh::server::Config` and `russh::client::Config`.
-/// Host-key and compression lists keep russh's defaults: a server only
-/// offers the host-key algorithms it has keys for (nodes have ed25519).
+/// The compression list keeps russh's default.
 pub fn preferred() -> Preferred {
     Preferred {
         kex: Cow::Borrowed(KEX_ORDER),
+        key: Cow::Borrowed(KEY_ORDER),
         cipher: Cow::Borrowed(CIPHER_ORDER),
         mac: Cow::Borrowed(MAC_ORDER),
         ..Preferred::DEFAULT
@@ -99,6 +125,17 @@ mod tests {
         for mac in &macs {
             assert!(mac.ends_with("-etm@openssh.com") && !mac.contains("sha1"), "{mac}");
         }
+    }
+
+    #[test]
+    fn rsa_signs_with_sha2_only() {
+        let keys = names(&preferred().key);
+        assert_eq!(keys[0], "ssh-ed25519");
+        assert!(keys.iter().any(|k| k == "rsa-sha2-512") && keys.iter().any(|k| k == "rsa-sha2-256"), "{keys:?}");
+        assert!(!keys.iter().any(|k| k == "ssh-rsa" || k.contains("dss")), "{keys:?}");
+        assert!(refused_signature(&Algorithm::Rsa { hash: None }).unwrap().contains("ssh-rsa (SHA-1)"));
+        assert_eq!(refused_signature(&Algorithm::Rsa { hash: Some(HashAlg::Sha256) }), None);
+        assert_eq!(refused_signature(&Algorithm::Ed25519), None);
     }
 
     #[test]

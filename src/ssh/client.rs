@@ -145,7 +145,9 @@ impl SshClient {
         let (handler, mismatch) = PinnedHostKey::new(pinned_host_key.clone(), addr.to_string());
         let config = Arc::new(client_config());
         let mut handle = connect_pinned(config, addr, handler, mismatch).await?;
-        let key = PrivateKeyWithHashAlg::new(Arc::new(identity.clone()), None);
+        // An RSA operator key signs with SHA-512: servers refuse SHA-1 ssh-rsa.
+        let hash = identity.algorithm().is_rsa().then_some(russh::keys::HashAlg::Sha512);
+        let key = PrivateKeyWithHashAlg::new(Arc::new(identity.clone()), hash);
         let auth = with_timeout(addr, "authenticating", handle.authenticate_publickey(SSH_USER, key))
             .await?
             .map_err(|source| SshError::Session { addr: addr.to_string(), source })?;

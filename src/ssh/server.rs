@@ -339,6 +339,10 @@ impl<M: DeserializeOwned + Send + 'static> russh::server::Handler for Connection
     type Error = russh::Error;
 
     async fn auth_publickey_offered(&mut self, _user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
+        if let Some(refusal) = super::algorithms::refused_signature(offer.algorithm) {
+            warn!("refusing key {} from {}: {refusal}", fingerprint(offer.public_key), self.addr);
+            return Ok(Auth::reject());
+        }
         if self.shared.access.principal(offer.public_key).is_some() {
             return Ok(Auth::Accept);
         }
@@ -348,6 +352,10 @@ impl<M: DeserializeOwned + Send + 'static> russh::server::Handler for Connection
 
     async fn auth_publickey(&mut self, _user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
         let fp = fingerprint(key.public_key);
+        if let Some(refusal) = super::algorithms::refused_signature(key.algorithm) {
+            warn!("refusing key {fp} from {}: {refusal}", self.addr);
+            return Ok(Auth::reject());
+        }
         match self.shared.access.principal(key.public_key) {
             // The guard claims a slot when one is free; peers need none.
             Some(principal @ (Principal::Operator | Principal::Reader)) if self.ticket.claim_client_slot().is_err() => {

@@ -51,8 +51,8 @@ impl NodeCounters {
     pub fn parse(text: &str) -> NodeCounters {
         let get = |name: &str| metric_value(text, name).unwrap_or(0.0);
         NodeCounters {
-            fsyncs: get("paxos_wal_fsync_seconds_count"),
-            fsync_seconds: get("paxos_wal_fsync_seconds_sum"),
+            fsyncs: get("paxos_wal_fsync_duration_seconds_count"),
+            fsync_seconds: get("paxos_wal_fsync_duration_seconds_sum"),
             records: get("paxos_wal_records_per_fsync_sum"),
             batches: get("paxos_inputs_per_batch_count"),
             inputs: get("paxos_inputs_per_batch_sum"),

@@ -120,3 +120,34 @@ fn mutations_are_exactly_the_commands_that_are_not_read_only() {
         Some((Op::Cas { key: "k".into(), expected: None, new: "v".into() }, req(3, 4)))
     );
 }
+
+#[test]
+fn quoted_words_are_single_values_and_the_line_is_quoted_back() {
+    let inv = parse("paxos cas k 'old value' new value").unwrap();
+    let expected =
+        OpsCommand::Cas { key: "k".into(), expected: Some("old value".into()), new: "new value".into(), request: None };
+    assert_eq!(inv.command, expected);
+    assert_eq!(inv.line, "cas k 'old value' new value");
+    assert_eq!(parse(&inv.line).unwrap().command, inv.command);
+    assert_eq!(ok("put 'my key' ''"), OpsCommand::Put { key: "my key".into(), value: "".into(), request: None });
+    assert_eq!(ok(r#"put k "a  b" c"#), OpsCommand::Put { key: "k".into(), value: "a  b c".into(), request: None });
+    // Quotes do not make a flag a value (nor do they in a shell); `--` does.
+    assert!(parse("put k '--json'").is_err());
+    assert_eq!(ok("put k -- '--json'"), OpsCommand::Put { key: "k".into(), value: "--json".into(), request: None });
+    let err = parse("cas k 'old value new").unwrap_err();
+    assert_eq!(err.message, "unterminated single quote: the single quote at character 7 is never closed");
+    assert_eq!(err.usage, GENERAL_USAGE);
+    assert!(parse("put k v\\").unwrap_err().message.contains("backslash"));
+}
+
+#[test]
+fn authorization_follows_the_registry() {
+    for spec in COMMANDS {
+        assert!(spec.usage.starts_with(&format!("paxos {} ", spec.name)), "{}", spec.usage);
+        assert!(!spec.summary.is_empty() && !spec.json.is_empty(), "{}", spec.name);
+    }
+    let put = ok("put k v");
+    assert!(!put.spec().read_only && put.spec().name == "put");
+    assert!(crate::ops::authorize(crate::ops::Role::Reader, &put).is_err());
+    assert!(crate::ops::authorize(crate::ops::Role::Reader, &ok("get k")).is_ok());
+}

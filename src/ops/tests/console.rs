@@ -107,9 +107,9 @@ async fn stored_control_bytes_are_escaped_in_text_and_exact_in_json() {
     assert!(!out.contains('\u{1b}') && !out.contains('\u{7}') && !out.contains('\u{9b}'), "{out:?}");
     assert!(!out.contains('\u{202e}'), "{out:?}");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], "k\\x1b[1m set (it was absent); slot 0");
+    assert_eq!(lines[0], "'k\\x1b[1m' set (it was absent); slot 0");
     assert_eq!(lines[1], "\\x1b]0;owned\\x07\\x1b[2Jgone\\u{9b}31m\\u{202e}txt");
-    assert!(lines[2].starts_with("0 put k\\x1b[1m "), "{out:?}");
+    assert!(lines[2].starts_with("0 put 'k\\x1b[1m' "), "{out:?}");
     let (code, out, _) = line(&node, "get k\u{1b}[1m --json").await;
     assert_eq!(code, EXIT_OK);
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["value"], hostile);

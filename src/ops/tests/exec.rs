@@ -50,17 +50,17 @@ async fn mutations_and_reads_go_to_the_node_and_answer_in_text() {
     assert_eq!(node.with(|s| s.reads.clone()), vec![("greeting".into(), true), ("greeting".into(), false)]);
     assert_eq!(
         operator(&node, "cas greeting hello bye").await.out,
-        "greeting not swapped: it is \"hello world\"; slot 1\n"
+        "greeting not swapped: it is 'hello world'; slot 1\n"
     );
     assert_eq!(
         operator(&node, "cas greeting --absent x").await.out,
-        "greeting not swapped: it is \"hello world\"; slot 2\n"
+        "greeting not swapped: it is 'hello world'; slot 2\n"
     );
     assert_eq!(operator(&node, "propose ship it").await.out, "proposed in slot 3\n");
     assert_eq!(operator(&node, "delete greeting").await.out, "greeting deleted; slot 4\n");
     let absent = operator(&node, "get greeting").await;
     assert_eq!((absent.code, absent.out.as_str()), (EXIT_OK, ""), "an absent key prints nothing");
-    assert_eq!(operator(&node, "log --from 3 --limit 1").await.out, "3 propose \"ship it\" [1004:1]\n");
+    assert_eq!(operator(&node, "log --from 3 --limit 1").await.out, "3 propose 'ship it' [1004:1]\n");
     assert_eq!(operator(&node, "leader").await.out, "1 node1 at 127.0.0.1:7101\n");
     assert_eq!(operator(&node, "step-down --to 3").await.out, "leadership handed to node 3\n");
     assert_eq!(operator(&node, "leader").await.out, "3 node3 at 127.0.0.1:7103\n");
@@ -209,7 +209,7 @@ async fn watch_streams_entries_one_per_line_until_the_node_ends_it() {
         operator(&node, line).await;
     }
     let r = operator(&node, "watch --from 1").await;
-    assert_eq!(r.out, "1 put b \"2\" [1002:1]\n2 delete a [1003:1]\n");
+    assert_eq!(r.out, "1 put b 2 [1002:1]\n2 delete a [1003:1]\n");
     assert_eq!(r.code, EXIT_OK);
     let r = operator(&node, "watch --from 0 --json").await;
     let lines: Vec<Value> = r.out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -290,7 +290,7 @@ async fn a_text_console_reports_errors_inline_and_keeps_going() {
     assert_eq!(lines[0], "k set (it was absent); slot 0");
     assert_eq!(lines[1], "(absent)");
     assert!(lines[2].starts_with("error: unrecognized subcommand 'frobnicate'"), "{out}");
-    assert_eq!(lines[3], "0 put k \"v\" [1001:1]");
+    assert_eq!(lines[3], "0 put k v [1001:1]");
     assert!(lines[4].starts_with("error: unexpected argument 'now'"), "{out}");
     assert_eq!(lines.len(), 5);
 }
@@ -341,4 +341,63 @@ fn command_futures_can_be_spawned_on_a_multi_threaded_runtime() {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     assert_send(run_line(&ctx, "status", &mut out, &mut err));
     assert_send(run_console(&ctx, false, "status\n".as_bytes(), &mut out));
+}
+
+#[tokio::test]
+async fn every_json_answer_has_the_keys_its_registry_entry_declares() {
+    let node = FakeNode::new();
+    let lines = [
+        "status",
+        "leader",
+        "members",
+        "propose 'a b'",
+        "put k 'old value'",
+        "get k",
+        "cas k 'old value' new",
+        "cas k --absent x",
+        "delete k",
+        "log",
+        "watch --from 0",
+        "step-down --to 2",
+        "health",
+        "metrics",
+        "help",
+        "help put",
+    ];
+    let mut covered = std::collections::BTreeSet::new();
+    for line in lines {
+        let r = operator(&node, &format!("{line} --json")).await;
+        assert_eq!(r.code, EXIT_OK, "{line}: {}", r.err);
+        let spec = parse(line).unwrap().command.spec();
+        covered.insert(spec.name);
+        let declared: Vec<&str> = spec.json.iter().map(|(key, _)| *key).collect();
+        for answer in r.out.lines() {
+            let answer: Value = serde_json::from_str(answer).unwrap();
+            let keys: Vec<&String> = answer.as_object().unwrap().keys().collect();
+            assert!(!keys.is_empty(), "{line}");
+            for key in keys {
+                assert!(declared.contains(&key.as_str()), "{line}: {key} is not declared in {declared:?}");
+            }
+        }
+    }
+    let all: std::collections::BTreeSet<&str> = crate::ops::COMMANDS.iter().map(|c| c.name).collect();
+    let missing: Vec<_> = all.difference(&covered).collect();
+    // A console answers with the JSON of each of its lines.
+    assert_eq!(missing, [&"console"]);
+}
+
+#[tokio::test]
+async fn quoted_values_keep_their_spaces_and_are_quoted_back() {
+    let node = FakeNode::new();
+    assert_eq!(operator(&node, "put k 'old value'").await.code, EXIT_OK);
+    assert_eq!(operator(&node, "get k").await.out, "old value\n");
+    let r = operator(&node, r#"paxos cas k "old value" 'it'\''s new'"#).await;
+    assert_eq!(r.out, "k swapped to 'it'\\''s new'; slot 1\n");
+    assert_eq!(operator(&node, "get k").await.out, "it's new\n");
+    let r = operator(&node, "cas k 'it s new").await;
+    assert_eq!(r.code, EXIT_USAGE);
+    assert!(r.err.contains("unterminated single quote: the single quote at character 7 is never closed"), "{}", r.err);
+    let r = operator(&node, "put k \"v --json").await;
+    assert_eq!(r.code, EXIT_USAGE);
+    assert_eq!(serde_json::from_str::<Value>(&r.out).unwrap()["error"]["kind"], "usage");
 }

@@ -178,6 +178,10 @@ impl NodeApi for FakeNode {
     fn metrics(&self) -> BoxFuture<'_, String> {
         Box::pin(async { "# TYPE paxos_commit_index gauge\npaxos_commit_index 0\n".to_owned() })
     }
+
+    fn quorum(&self) -> usize {
+        2
+    }
 }
 
 /// A writer whose bytes stay readable after it is handed away (for the audit log).

@@ -31,12 +31,12 @@ fn each_answer_renders_as_text_for_people() {
         ),
         (submitted(None, 4, OpResult::Proposed { slot: 4 }), "proposed in slot 4\n"),
         (submitted(Some("k"), 5, OpResult::Put { previous: None }), "k set (it was absent); slot 5\n"),
-        (submitted(Some("k"), 5, OpResult::Put { previous: Some("old".into()) }), "k set (it was \"old\"); slot 5\n"),
+        (submitted(Some("k"), 5, OpResult::Put { previous: Some("old".into()) }), "k set (it was old); slot 5\n"),
         (submitted(Some("k"), 6, OpResult::Delete { existed: true }), "k deleted; slot 6\n"),
         (submitted(Some("k"), 6, OpResult::Delete { existed: false }), "k was already absent; slot 6\n"),
         (
             submitted(Some("k"), 7, OpResult::Cas { swapped: true, current: Some("b".into()) }),
-            "k swapped to \"b\"; slot 7\n",
+            "k swapped to b; slot 7\n",
         ),
         (
             submitted(Some("k"), 7, OpResult::Cas { swapped: false, current: None }),
@@ -46,14 +46,18 @@ fn each_answer_renders_as_text_for_people() {
         (Answer::Value { key: "k".into(), read: ReadValue { value: None, index: 9 } }, ""),
         (
             Answer::Log { entries: vec![LogEntry { slot: 3, entry: Entry::Noop }, batch(4)], next: 5 },
-            "3 noop\n4 put k \"hello world\" [7:1]; delete x [7:2]\n",
+            "3 noop\n4 put k 'hello world' [7:1]; delete x [7:2]\n",
         ),
         (Answer::Log { entries: vec![], next: 0 }, ""),
         (Answer::SteppedDown { leader: 3 }, "leadership handed to node 3\n"),
         (Answer::Metrics("paxos_up 1".into()), "paxos_up 1\n"),
         (
             Answer::help(Some("get"), Role::Reader),
-            "usage: paxos get KEY [--stale] [--json]\nread KEY (linearizable; --stale answers from this node)\n",
+            concat!(
+                "usage: paxos get KEY [--stale] [--json]\nread KEY (linearizable; --stale answers from this node)\n",
+                "--json answers with:\n  key    KEY\n  value  the value, or null when absent\n",
+                "  index  the log position read at\n"
+            ),
         ),
     ];
     for (answer, text) in table {
@@ -142,7 +146,9 @@ fn each_answer_renders_as_one_json_document() {
         (
             Answer::help(Some("watch"), Role::Operator),
             json!({"name": "watch", "usage": "paxos watch [--from SLOT] [--json]",
-                   "summary": "follow entries as they are decided", "read_only": true}),
+                   "summary": "follow entries as they are decided", "read_only": true,
+                   "json": {"slot": "one line per decided entry: its slot", "kind": "noop or batch",
+                            "commands": "[{client, seq, op, ...}] (batches only)"}}),
         ),
     ];
     for (answer, expected) in table {
@@ -177,7 +183,7 @@ fn watch_lines_and_durations() {
     let cas = Command { client: 1, seq: 9, op: Op::Cas { key: "k".into(), expected: None, new: "v".into() } };
     let propose = Command { client: 1, seq: 10, op: Op::Propose { value: "x y".into() } };
     let entry = LogEntry { slot: 8, entry: Entry::Batch { commands: vec![cas, propose] } };
-    assert_eq!(entry_text(&entry), "8 cas k absent -> \"v\" [1:9]; propose \"x y\" [1:10]");
+    assert_eq!(entry_text(&entry), "8 cas k absent -> v [1:9]; propose 'x y' [1:10]");
     assert_eq!(duration_text(12_345), "12.3s");
     assert_eq!(duration_text(245_000), "4m05s");
     assert_eq!(duration_text(3_723_000), "1h02m03s");
