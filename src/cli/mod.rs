@@ -6,6 +6,7 @@ mod bench;
 mod health;
 mod local;
 pub mod machine;
+mod monitor;
 mod prometheus_config;
 mod remote;
 mod ssh_config;
@@ -47,6 +48,9 @@ pub enum Command {
     /// Check every node of the inventory (or one): up, one leader, a quorum, lag under a limit.
     /// Exits 0 when healthy, 5 with one line per problem otherwise.
     Health(health::HealthArgs),
+    /// A live view of the cluster: one row per node, refreshed over long-lived SSH sessions,
+    /// and the events seen (leader changes, elections, nodes lost and back). `q` quits.
+    Monitor(monitor::MonitorArgs),
     /// Print a Prometheus scrape config with one target per node of the inventory (metrics_listen).
     PrometheusConfig(prometheus_config::PrometheusConfigArgs),
     /// Any operator command, sent over SSH (see the list below).
@@ -91,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(&cli.cluster, &cli.identity, args))),
         Command::Nemesis(args) => runtime().and_then(|rt| rt.block_on(crate::nemesis::cli(args))),
         Command::Health(args) => runtime().and_then(|rt| rt.block_on(health::run(&cli.cluster, &cli.identity, args))),
+        Command::Monitor(args) => runtime().and_then(|rt| rt.block_on(monitor::run(&cli.cluster, &cli.identity, args))),
         Command::PrometheusConfig(args) => prometheus_config::run(&cli.cluster, args),
         Command::Ops(words) => runtime().and_then(|rt| rt.block_on(remote::run(&cli.cluster, &cli.identity, words))),
     };
