@@ -66,3 +66,25 @@ fn bad_interval_is_a_usage_error() {
     assert_eq!(out.code, Some(2), "{}", out.show());
     assert!(out.stderr.contains("--interval-ms 0 is out of range"), "{}", out.show());
 }
+
+#[test]
+fn a_frozen_node_is_down_and_does_not_hold_up_the_others() {
+    let cluster = Cluster::start(3);
+    let (leader, _) = cluster.wait_for_leader();
+    let frozen = cluster.nodes.iter().map(|n| n.id).find(|id| *id != leader).unwrap();
+    // SIGSTOP: its port still accepts connections but nothing answers.
+    cluster.signal(frozen, libc::SIGSTOP);
+    let out = cluster.cli(&["monitor", "--once", "--interval-ms", "300"]);
+    cluster.signal(frozen, libc::SIGCONT);
+    assert_eq!(out.code, UNHEALTHY, "{}", out.show());
+    let rows = table_rows(&out.stdout, &[1, 2, 3]);
+    assert_eq!(rows.len(), 3, "{}", out.stdout);
+    for row in &rows {
+        let is_frozen = row.contains(&format!("{frozen} node{frozen} "));
+        assert_eq!(row.contains(" down "), is_frozen, "{}", out.stdout);
+    }
+    let marked: Vec<&String> = rows.iter().filter(|r| r.starts_with('*')).collect();
+    assert_eq!(marked.len(), 1, "{}", out.stdout);
+    assert!(marked[0].contains(&format!("{leader} node{leader} ")), "{}", out.stdout);
+    assert!(out.stdout.contains(&format!("node {frozen} (node{frozen}) down: ")), "{}", out.stdout);
+}

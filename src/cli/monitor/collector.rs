@@ -69,7 +69,7 @@ impl NodeSession {
         if let State::Connecting(handle) = &mut self.state {
             let connected = tokio::time::timeout_at(deadline, handle).await;
             match connected {
-                Err(_) => self.last_error = format!("connecting to {}", self.node.address()),
+                Err(_) => self.last_error = format!("still connecting to {}", self.node.address()),
                 Ok(Ok(Ok((client, console)))) => {
                     self.state = State::Connected { _client: client, console: Box::new(console) };
                     self.backoff = MIN_BACKOFF;

@@ -6,7 +6,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Borders, List, ListItem, Paragraph, Row as TableRow, Table};
+use ratatui::widgets::{Block, Borders, Cell, List, ListItem, Paragraph, Row as TableRow, Table};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The leader's mark in the first column.
@@ -209,10 +209,18 @@ pub fn draw(frame: &mut Frame, monitor: &Monitor, ctx: &Context) {
             _ if row.lag.is_some_and(|lag| lag > 0) => Style::new().fg(Color::Yellow),
             _ => Style::new(),
         };
-        TableRow::new(cells(row)).style(style)
+        let cells = cells(row).into_iter().zip(NUMERIC).map(|(text, numeric)| {
+            let line = Line::from(text);
+            Cell::from(if numeric { line.right_aligned() } else { line })
+        });
+        TableRow::new(cells).style(style)
+    });
+    let headers = HEADERS.into_iter().zip(NUMERIC).map(|(text, numeric)| {
+        let line = Line::from(text);
+        Cell::from(if numeric { line.right_aligned() } else { line })
     });
     let table = Table::new(table_rows, widths)
-        .header(TableRow::new(HEADERS).style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)))
+        .header(TableRow::new(headers).style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)))
         .block(Block::new().borders(Borders::ALL).title(" nodes "))
         .column_spacing(1);
     frame.render_widget(table, table_area);
