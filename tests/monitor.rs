@@ -88,3 +88,13 @@ fn a_frozen_node_is_down_and_does_not_hold_up_the_others() {
     assert!(marked[0].contains(&format!("{leader} node{leader} ")), "{}", out.stdout);
     assert!(out.stdout.contains(&format!("node {frozen} (node{frozen}) down: ")), "{}", out.stdout);
 }
+
+#[test]
+fn the_live_view_without_a_terminal_says_to_use_once() {
+    let cluster = Cluster::prepare(1);
+    // The test's pipes are not a terminal.
+    let out = cluster.cli(&["monitor"]);
+    assert_eq!(out.code, Some(2), "{}", out.show());
+    assert!(out.stderr.contains("needs a terminal; use --once"), "{}", out.show());
+    assert!(out.stdout.is_empty(), "{}", out.show());
+}

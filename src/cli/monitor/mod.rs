@@ -15,6 +15,7 @@ use collector::Collector;
 use model::{Monitor, MonitoredNode, Snapshot};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use render::Context;
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,6 +48,10 @@ pub async fn run(cluster: &Path, identity: &Path, args: MonitorArgs) -> anyhow::
             "paxos: monitor: --interval-ms {} is out of range: give {MIN_INTERVAL_MS} to {MAX_INTERVAL_MS}",
             args.interval_ms
         );
+        return Ok(EXIT_USAGE as u8);
+    }
+    if !args.once && !std::io::stdout().is_terminal() {
+        eprintln!("paxos: monitor: the live view needs a terminal; use --once for one frame as plain text");
         return Ok(EXIT_USAGE as u8);
     }
     let target = Arc::new(Target::load(cluster, identity)?);
