@@ -133,6 +133,7 @@ impl NodeHandle {
             uptime_ms: self.started.elapsed().as_millis() as u64,
             voting: s.voting,
             incarnation: s.incarnation,
+            pid: std::process::id(),
         }
     }
 }

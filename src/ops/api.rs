@@ -76,6 +76,9 @@ pub struct NodeStatus {
     /// The data directory's incarnation (random, drawn when it was created).
     #[serde(default)]
     pub incarnation: u64,
+    /// The daemon's process id on its machine (0 from a node that predates it).
+    #[serde(default)]
+    pub pid: u32,
 }
 
 /// A cluster member as one node sees it.

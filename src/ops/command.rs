@@ -164,6 +164,7 @@ registry! {
             "pending_requests": "commands submitted here and not answered yet", "uptime_ms": "since the node started",
             "voting": "voter, or introducing / rejoining while this node may not vote yet",
             "incarnation": "the data directory's random incarnation",
+            "pid": "the daemon's process id on its machine",
         };
     Leader {}
         name: "leader", access: read_only,

@@ -92,6 +92,7 @@ pub fn status(leader: Option<NodeId>, commit_index: u64) -> NodeStatus {
         uptime_ms: 3_723_000,
         voting: "voter".into(),
         incarnation: 4242,
+        pid: 4321,
     }
 }
 

@@ -167,6 +167,7 @@ fn status_and_members_json_carry_every_field() {
     assert_eq!(v["commit_index"], 42);
     assert_eq!(v["last_heartbeat_age_ms"], json!(null));
     assert_eq!(v["uptime_ms"], 3_723_000);
+    assert_eq!(v["pid"], 4321);
     let back: NodeStatus = serde_json::from_value(v).unwrap();
     assert_eq!(back, status(Some(2), 42));
 
