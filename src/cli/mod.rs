@@ -3,6 +3,7 @@
 //! operator command sent over SSH to the nodes of an inventory.
 
 mod bench;
+mod drill;
 mod health;
 mod local;
 pub mod machine;
@@ -47,6 +48,9 @@ pub enum Command {
     /// Check every node of the inventory (or one): up, one leader, a quorum, lag under a limit.
     /// Exits 0 when healthy, 5 with one line per problem otherwise.
     Health(health::HealthArgs),
+    /// Drill a failover on the live cluster: fault the leader under load, measure, check, restore.
+    /// Exits 0 when every check passed, 5 otherwise.
+    Drill(drill::DrillArgs),
     /// Print a Prometheus scrape config with one target per node of the inventory (metrics_listen).
     PrometheusConfig(prometheus_config::PrometheusConfigArgs),
     /// Any operator command, sent over SSH (see the list below).
@@ -91,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(&cli.cluster, &cli.identity, args))),
         Command::Nemesis(args) => runtime().and_then(|rt| rt.block_on(crate::nemesis::cli(args))),
         Command::Health(args) => runtime().and_then(|rt| rt.block_on(health::run(&cli.cluster, &cli.identity, args))),
+        Command::Drill(args) => runtime().and_then(|rt| rt.block_on(drill::run(&cli.cluster, &cli.identity, args))),
         Command::PrometheusConfig(args) => prometheus_config::run(&cli.cluster, args),
         Command::Ops(words) => runtime().and_then(|rt| rt.block_on(remote::run(&cli.cluster, &cli.identity, words))),
     };
