@@ -6,7 +6,7 @@
 //! and bounded by a timeout.
 
 use super::Kind;
-use super::process::LocalProcess;
+use super::process::{LocalProcess, is_loopback};
 use crate::cluster::NodeEntry;
 use crate::nemesis::cluster::Access;
 use crate::ops::api::NodeStatus;
@@ -136,6 +136,13 @@ impl Method {
             "give --{fault}-cmd and --{restore}-cmd (placeholders {{host}} {{name}} {{id}} {{addr}}), or set \
              paxos_drill_{fault}_cmd and paxos_drill_{restore}_cmd in the inventory"
         );
+        if !is_loopback(&node.host) {
+            return Err(format!(
+                "{} ({}) is not on this machine, so the drill cannot signal it; {hint}",
+                node.name,
+                node.address()
+            ));
+        }
         let status = status.ok_or_else(|| format!("{} did not answer its status; {hint}", node.name))?;
         let process = LocalProcess::inspect(node, status).map_err(|why| {
             format!("{} ({}) is not a local node this drill may signal: {why}; {hint}", node.name, node.address())
@@ -256,7 +263,8 @@ mod tests {
     #[test]
     fn a_remote_node_without_templates_is_refused_with_the_flags_to_give() {
         let e = Method::resolve(Kind::KillLeader, &node(), None, &Templates::default()).unwrap_err();
-        assert!(e.contains("--kill-cmd") && e.contains("paxos_drill_restore_cmd"), "{e}");
+        assert!(e.contains("not on this machine") && e.contains("--kill-cmd"), "{e}");
+        assert!(e.contains("paxos_drill_restore_cmd"), "{e}");
         assert!(matches!(Method::resolve(Kind::Transfer, &node(), None, &Templates::default()), Ok(Method::StepDown)));
     }
 

@@ -26,6 +26,7 @@ use crate::ops::{EXIT_OK, EXIT_USAGE};
 use clap::{Args, ValueEnum};
 use fault::{Method, Templates, check_template};
 use observe::Observer;
+use process::is_loopback;
 use report::{Drill, acknowledged_writes, ms};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -248,6 +249,13 @@ pub async fn run(cluster: &Path, identity: &Path, args: DrillArgs) -> anyhow::Re
     }
     let templates = Templates { flags: plan.flags.clone(), inventory };
     let access = Access { inventory: target.inventory.clone(), identity: target.identity.clone() };
+    // A node on another machine needs its templates; say so before connecting to anything.
+    for node in access.inventory.nodes.iter().filter(|n| !is_loopback(&n.host)) {
+        if let Err(e) = Method::resolve(plan.kind, node, None, &templates) {
+            eprintln!("paxos: drill: {e}");
+            return Ok(EXIT_USAGE as u8);
+        }
+    }
     // Each node must be drillable, whichever leads when its turn comes.
     let statuses = match wait_healthy(&access).await {
         Ok(statuses) => statuses,
@@ -402,7 +410,9 @@ async fn one(access: &Access, plan: &Plan, templates: &Templates, number: u32) -
         }
     }
     // Recovery: a new leader with a write acknowledged under it, then `after` more of the load.
+    // (Nothing to wait for when the fault was never applied.)
     while !interrupted
+        && fault_error.is_none()
         && Instant::now() < load_until
         && report::elected(&observer.snapshot(), &acknowledged_writes(&history.snapshot()), fault_at, old).is_none()
     {
