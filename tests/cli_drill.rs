@@ -6,69 +6,9 @@
 mod support_cluster;
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use support_cluster::*;
-
-/// The nodes of a `paxos up` run (and those a drill restarted), killed by PID at the end.
-struct UpNodes {
-    pids: Vec<u32>,
-    data: PathBuf,
-}
-
-impl UpNodes {
-    fn alive(&self, pid: u32) -> bool {
-        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            cmdline.contains(" serve ") && cmdline.contains(&*self.data.to_string_lossy())
-        })
-    }
-}
-
-impl Drop for UpNodes {
-    fn drop(&mut self) {
-        for &pid in &self.pids {
-            if self.alive(pid) {
-                // SAFETY: kill(2) on a PID just checked to be one of this test's nodes.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            }
-        }
-    }
-}
-
-struct Up {
-    _dir: tempfile::TempDir,
-    hosts: PathBuf,
-    operator: PathBuf,
-    nodes: UpNodes,
-    _up: Streaming,
-}
-
-fn up() -> Up {
-    let dir = tempfile::Builder::new().prefix("paxos-itest-drill-").tempdir().unwrap();
-    let (keys, hosts, data) = (dir.path().join("keys"), dir.path().join("hosts/local.json"), dir.path().join("data"));
-    let base = free_ports_in_a_row(3);
-    let mut cmd = Command::new(PAXOS);
-    cmd.args(["up", "--nodes", "3", "--base-port", &base.to_string()])
-        .arg("--keys")
-        .arg(&keys)
-        .arg("--hosts")
-        .arg(&hosts)
-        .arg("--data")
-        .arg(&data);
-    let mut up = Streaming::spawn(cmd);
-    let mut nodes = UpNodes { pids: Vec::new(), data };
-    let seen = up
-        .read_until(|line| line.starts_with("cluster \"local\" is up: 3 nodes, leader node"))
-        .unwrap_or_else(|seen| panic!("paxos up did not come up: {seen:?}"));
-    for line in &seen {
-        if let Some(pid) = line.split("(pid ").nth(1).and_then(|rest| rest.split(')').next()?.parse().ok()) {
-            nodes.pids.push(pid);
-        }
-    }
-    assert_eq!(nodes.pids.len(), 3, "{seen:?}");
-    Up { _dir: dir, hosts, operator: keys.join("operator"), nodes, _up: up }
-}
 
 fn drill(hosts: &Path, operator: &Path, args: &[&str]) -> Out {
     let mut cmd = Command::new(PAXOS);
@@ -105,8 +45,8 @@ const SHORT: [&str; 8] = ["--before", "1", "--hold", "2", "--after", "1", "--dea
 
 #[test]
 fn transfer_kill_and_partition_drills_pass_and_an_unappliable_fault_fails() {
-    let mut up = up();
-    let (hosts, operator) = (up.hosts.clone(), up.operator.clone());
+    let mut up = Up::start();
+    let (hosts, operator) = (up.hosts.clone(), up.keys.join("operator"));
 
     let out = drill(&hosts, &operator, &[&["--kind", "transfer", "--json"][..], &SHORT].concat());
     let d = passed(&out);
@@ -156,8 +96,8 @@ fn transfer_kill_and_partition_drills_pass_and_an_unappliable_fault_fails() {
 
 #[test]
 fn bad_arguments_are_refused_with_exit_2_before_any_fault() {
-    let up = up();
-    let (hosts, operator) = (up.hosts.clone(), up.operator.clone());
+    let up = Up::start();
+    let (hosts, operator) = (up.hosts.clone(), up.keys.join("operator"));
     let cases: [(&[&str], &str); 4] = [
         (&["--kind", "reboot"], "invalid value 'reboot'"),
         (&["--kind", "transfer", "--repeat", "0"], "--repeat must be 1 to 100"),
@@ -173,7 +113,7 @@ fn bad_arguments_are_refused_with_exit_2_before_any_fault() {
     // A host on another machine with no template for the fault: refused by name, nothing run.
     let mut inventory: Value = serde_json::from_str(&std::fs::read_to_string(&hosts).unwrap()).unwrap();
     inventory["all"]["hosts"]["node2"]["ansible_host"] = "10.255.0.2".into();
-    let remote = up._dir.path().join("remote.json");
+    let remote = up.dir.path().join("remote.json");
     std::fs::write(&remote, inventory.to_string()).unwrap();
     let out = drill(&remote, &operator, &["--kind", "kill-leader"]);
     assert_eq!(out.code, Some(2), "{}", out.show());
