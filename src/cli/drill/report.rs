@@ -311,7 +311,7 @@ pub fn summary(drills: &[Drill]) -> Summary {
 impl Summary {
     pub fn text(&self) -> String {
         let mut t = format!("{} drills, {} passed\n", self.drills, self.passed);
-        let _ = writeln!(t, "  {:<18} {:>10} {:>10} {:>10}", "figure", "min", "median", "max");
+        let _ = writeln!(t, "  {:<20} {:>10} {:>10} {:>10}", "figure", "min", "median", "max");
         let rows = [
             ("time to detect ms", self.detect_ms),
             ("time to elect ms", self.elect_ms),
@@ -321,10 +321,10 @@ impl Summary {
         for (name, s) in rows {
             match s {
                 Some(s) => {
-                    let _ = writeln!(t, "  {name:<18} {:>10.1} {:>10.1} {:>10.1}", s.min, s.median, s.max);
+                    let _ = writeln!(t, "  {name:<20} {:>10.1} {:>10.1} {:>10.1}", s.min, s.median, s.max);
                 }
                 None => {
-                    let _ = writeln!(t, "  {name:<18} {:>10} {:>10} {:>10}", "-", "-", "-");
+                    let _ = writeln!(t, "  {name:<20} {:>10} {:>10} {:>10}", "-", "-", "-");
                 }
             }
         }
@@ -468,7 +468,11 @@ pub(super) mod tests {
         assert_eq!(s.detect_ms.unwrap(), Stat { min: 12.0, median: 21.0, max: 30.0, count: 2 });
         assert_eq!(s.passed, 3);
         let text = s.text();
-        assert!(text.contains("time to detect ms        12.0       21.0       30.0"), "{text}");
+        let row = text.lines().find(|l| l.contains("time to detect")).unwrap();
+        assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["time", "to", "detect", "ms", "12.0", "21.0", "30.0"]);
+        // Every row of the table lines up with its header.
+        let widths: Vec<usize> = text.lines().skip(1).map(str::len).collect();
+        assert!(widths.len() == 5 && widths.iter().all(|w| *w == widths[0]), "{text}");
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["elect_ms"]["median"], 40.0);
     }
