@@ -11,6 +11,7 @@
 pub mod algorithms;
 pub mod client;
 pub mod clock;
+pub mod clock_probe;
 pub mod faults;
 pub mod frame;
 pub mod limits;
