@@ -56,8 +56,8 @@ impl ClockFrame {
     }
 }
 
-/// The dialling side: the echo to a probe frame received at `received`,
-/// to be stamped and sent by `echo_frame`. Anything but a probe is an error.
+/// The dialling side: the origin (t1) of a probe frame, for `echo_frame`
+/// to answer; anything but a probe is an error.
 pub fn read_probe(frame: &[u8]) -> Result<i64, FrameError> {
     match ClockFrame::decode(frame)? {
         ClockFrame::ClockProbe { origin } => Ok(origin),

@@ -389,6 +389,48 @@ fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
 mod tests {
     use super::*;
 
+    fn framed(body: &[u8]) -> Vec<u8> {
+        let mut out = (body.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn probes_are_cut_from_any_chunking_and_bad_ones_end_the_link() {
+        let mut codec = frame::peer_codec(CLOCK_FRAME_MAX);
+        let mut probes = VecDeque::new();
+        let mut wire = Vec::new();
+        for origin in 1..=6 {
+            wire.extend(framed(format!(r#"{{"type":"clock_probe","origin":{origin}}}"#).as_bytes()));
+        }
+        // Byte by byte: frames come out whole, stamped on arrival.
+        let mut inbound = BytesMut::new();
+        for (i, byte) in wire.iter().enumerate() {
+            inbound.extend_from_slice(&[*byte]);
+            take_probes(&mut codec, &mut inbound, i as i64, &mut probes).unwrap();
+        }
+        assert!(inbound.is_empty());
+        // Six probes, of which the last MAX_PENDING_ECHOES wait.
+        let origins: Vec<i64> = probes.iter().map(|(origin, _)| *origin).collect();
+        assert_eq!(origins, [3, 4, 5, 6]);
+        assert_eq!(probes.back().unwrap().1, wire.len() as i64 - 1);
+
+        let too_long = ((CLOCK_FRAME_MAX + 1) as u32).to_be_bytes().to_vec();
+        let echo = framed(br#"{"type":"clock_echo","origin":1,"received":2,"sent":3}"#);
+        let cases: [(Vec<u8>, &str); 4] = [
+            (too_long, "exceeds the limit"),
+            (framed(b"{not json"), "malformed JSON"),
+            (framed(br#"{"type":"accept","ballot":1}"#), "malformed JSON"),
+            (echo, "only the dialling node sends clock echoes"),
+        ];
+        for (bytes, complaint) in cases {
+            let mut codec = frame::peer_codec(CLOCK_FRAME_MAX);
+            let mut inbound = BytesMut::from(&bytes[..]);
+            let err = take_probes(&mut codec, &mut inbound, 1, &mut VecDeque::new()).unwrap_err();
+            assert!(err.to_string().contains(complaint), "{err}");
+        }
+    }
+
     #[test]
     fn backoff_grows_and_is_capped() {
         let base = Duration::from_millis(100);
