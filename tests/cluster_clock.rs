@@ -104,6 +104,11 @@ fn a_skewed_node_is_seen_by_every_peer_within_the_error_bound() {
     let header = table.stdout.lines().next().unwrap();
     assert!(header.contains("CLOCK") && header.ends_with("RTT"), "{}", table.stdout);
     println!("{}", table.stdout);
+    println!("{}", statuses[0].1["clock"]);
+    let metrics = cluster.paxos_on(1, &["metrics"]).stdout;
+    for line in metrics.lines().filter(|l| l.contains("clock_offset") || l.contains("round_trip_seconds_count")) {
+        println!("{line}");
+    }
 
     // Clocks do not matter to consensus: writes commit and apply everywhere.
     let slot = cluster.put("after-skew", "v");
@@ -132,6 +137,9 @@ fn a_skewed_node_is_seen_by_every_peer_within_the_error_bound() {
     );
     assert_eq!(lines_with(&cluster, 1, &["WARN", "the clock of node 2"]), 0, "{}", cluster.log(1));
     assert_eq!(lines_with(&cluster, SKEWED, &["WARN", "skewed clock", "PAXOS_CLOCK_SKEW_MS"]), 1);
+    for line in cluster.log(1).lines().filter(|l| l.contains("the clock of node")) {
+        println!("{line}");
+    }
 }
 
 #[test]
