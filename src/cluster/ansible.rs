@@ -37,6 +37,7 @@ pub const PLAYBOOK_VARS: &[&str] = &[
     "paxos_pin_keys",
     "paxos_controller_identity",
     "paxos_catch_up_timeout",
+    "paxos_metrics_listen",
 ];
 
 /// Where a variable was set, for error messages.
