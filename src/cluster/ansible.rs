@@ -37,6 +37,7 @@ pub const PLAYBOOK_VARS: &[&str] = &[
     "paxos_pin_keys",
     "paxos_controller_identity",
     "paxos_catch_up_timeout",
+    "paxos_metrics_listen",
 ];
 
 /// Settings read only by `paxos drill`: shell command templates that apply

@@ -272,6 +272,12 @@ impl Cluster {
 
     /// `paxos serve --config nodeN.json`, its output appended to nodeN.log.
     pub fn spawn(&mut self, id: u64) {
+        self.spawn_with_env(id, &[]);
+    }
+
+    /// `spawn`, with extra environment variables for the daemon (test hooks
+    /// such as `PAXOS_CLOCK_SKEW_MS`).
+    pub fn spawn_with_env(&mut self, id: u64, env: &[(&str, &str)]) {
         let node = self.node_mut(id);
         assert!(node.child.is_none(), "node {id} is already running");
         let log = fs::OpenOptions::new().create(true).append(true).open(&node.log).unwrap();
@@ -280,6 +286,7 @@ impl Cluster {
             .arg("--config")
             .arg(&node.config)
             .env("RUST_LOG", "info,russh=warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
