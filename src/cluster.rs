@@ -194,6 +194,13 @@ impl Inventory {
         Ok(inventory)
     }
 
+    /// Each node's `paxos_drill_*` command templates (name -> template),
+    /// read again from the inventory file, merged as Ansible merges vars.
+    pub fn drill_settings(&self) -> Result<BTreeMap<NodeId, BTreeMap<String, String>>, ClusterError> {
+        let by_name = ansible::drill_vars(&read(&self.path)?, &self.path)?;
+        Ok(self.nodes.iter().map(|n| (n.id, by_name.get(&n.name).cloned().unwrap_or_default())).collect())
+    }
+
     pub fn to_json_pretty(&self) -> String {
         serde_json::to_string_pretty(&ansible::to_value(self)).expect("an inventory always serializes") + "\n"
     }

@@ -92,55 +92,9 @@ fn the_openssh_client_runs_status_propose_get_and_watch() {
 /// The node processes `paxos up` started, killed by PID if the test fails
 /// before `up` stops them itself. A PID is only signalled while it is still
 /// a `paxos serve` of this test's data dir, so a reused PID is left alone.
-struct UpNodes {
-    pids: Vec<u32>,
-    data: std::path::PathBuf,
-}
-
-impl UpNodes {
-    fn alive(&self, pid: u32) -> bool {
-        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            cmdline.contains(" serve ") && cmdline.contains(&*self.data.to_string_lossy())
-        })
-    }
-}
-
-impl Drop for UpNodes {
-    fn drop(&mut self) {
-        for &pid in &self.pids {
-            if self.alive(pid) {
-                // SAFETY: kill(2) on a PID just checked to be one of our nodes.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            }
-        }
-    }
-}
-
 #[test]
 fn paxos_up_starts_a_cluster_that_openssh_reaches_and_sigterm_stops() {
-    let dir = tempfile::Builder::new().prefix("paxos-itest-up-").tempdir().unwrap();
-    let (keys, hosts, data) = (dir.path().join("keys"), dir.path().join("hosts/local.json"), dir.path().join("data"));
-    let base = free_ports_in_a_row(3);
-    let mut up = Command::new(PAXOS);
-    up.args(["up", "--nodes", "3", "--base-port", &base.to_string()])
-        .arg("--keys")
-        .arg(&keys)
-        .arg("--hosts")
-        .arg(&hosts)
-        .arg("--data")
-        .arg(&data);
-    let mut up = Streaming::spawn(up);
-    let mut nodes = UpNodes { pids: Vec::new(), data: data.clone() };
-    let seen = up
-        .read_until(|line| line.starts_with("cluster \"local\" is up: 3 nodes, leader node"))
-        .unwrap_or_else(|seen| panic!("paxos up did not come up: {seen:?}"));
-    for line in &seen {
-        if let Some(pid) = line.split("(pid ").nth(1).and_then(|rest| rest.split(')').next()?.parse().ok()) {
-            nodes.pids.push(pid);
-        }
-    }
-    assert_eq!(nodes.pids.len(), 3, "{seen:?}");
+    let Up { dir: _dir, keys, hosts, data, base_port: base, mut up, nodes } = Up::start();
 
     // The printed OpenSSH command line works as printed (known_hosts included).
     let known_hosts = keys.join("known_hosts");

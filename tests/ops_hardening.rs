@@ -360,3 +360,53 @@ fn a_read_cut_off_by_its_node_dying_is_not_carried_to_the_next_node() {
     cluster.wait_for_leader();
     assert_eq!(cluster.get("cut-off-read").as_deref(), Some("value"));
 }
+
+#[test]
+fn a_log_answer_is_bounded_in_bytes_and_next_goes_on_from_where_it_stopped() {
+    let mut cluster = Cluster::start(1);
+    // Ten values of 900 KB through one console (a line holds up to 2 MiB):
+    // 9 MB of log, more than one answer's 4 MiB budget.
+    const VALUES: usize = 10;
+    const VALUE_BYTES: usize = 900_000;
+    let lines: Vec<Vec<u8>> = (0..VALUES)
+        .map(|i| format!("put big{i} {}\n", char::from(b'a' + i as u8).to_string().repeat(VALUE_BYTES)).into_bytes())
+        .collect();
+    let out = console_session(console_command(&cluster, 1, true), lines.into_iter());
+    assert_eq!(out.code, Some(0), "{}\n{}", out.show(), cluster.logs());
+    assert_eq!(out.lines.len(), VALUES, "{}", out.show());
+
+    // A reader asks for everything; each answer stops within the budget and
+    // names the slot to go on from, and following `next` reaches every value.
+    let mut from = 0u64;
+    let mut seen = Vec::new();
+    let mut answers = 0;
+    while seen.len() < VALUES {
+        answers += 1;
+        assert!(answers <= VALUES, "no progress: {seen:?}");
+        let from_arg = from.to_string();
+        let out =
+            cluster.ssh(1, &cluster.reader, &["-s", "paxos", "log", "--from", &from_arg, "--limit", "10000", "--json"]);
+        assert_eq!(out.code, Some(0), "{}", out.show());
+        let answer = out.json();
+        let entries = answer["entries"].as_array().expect("entries").clone();
+        assert!(!entries.is_empty(), "from {from}: {}; seen {seen:?}", out.show());
+        let value_bytes: usize = entries
+            .iter()
+            .flat_map(|e| e["commands"].as_array().cloned().unwrap_or_default())
+            .map(|c| c["value"].as_str().map_or(0, str::len))
+            .sum();
+        assert!(value_bytes <= 4 * 1024 * 1024, "one answer carried {value_bytes} bytes of values");
+        for e in &entries {
+            for c in e["commands"].as_array().cloned().unwrap_or_default() {
+                if let Some(key) = c["key"].as_str() {
+                    seen.push(key.to_owned());
+                }
+            }
+        }
+        from = answer["next"].as_u64().expect("next");
+    }
+    assert!(answers >= 3, "9 MB came back in {answers} answers");
+    let expected: Vec<String> = (0..VALUES).map(|i| format!("big{i}")).collect();
+    assert_eq!(seen, expected);
+    assert!(cluster.exited(1).is_none(), "the node died\n{}", cluster.logs());
+}

@@ -68,8 +68,13 @@ fn histogram(e: &Exposition, family: &str) -> openmetrics_parser::HistogramValue
 
 /// `paxos_peer_connected` by peer id.
 fn peers_connected(e: &Exposition) -> BTreeMap<String, f64> {
-    e.families["paxos_peer_connected"]
-        .iter_samples()
+    by_peer(e, "paxos_peer_connected")
+}
+
+/// A per-peer gauge or counter by peer id; empty if the family has no samples.
+fn by_peer(e: &Exposition, family: &str) -> BTreeMap<String, f64> {
+    let Some(f) = e.families.get(family) else { return BTreeMap::new() };
+    f.iter_samples()
         .map(|s| (s.get_labelset().unwrap().get_label_value("peer").unwrap().to_owned(), number(&s.value)))
         .collect()
 }
@@ -130,6 +135,27 @@ fn metrics_over_ssh_and_http_name_what_operators_expect_and_move_with_writes() {
     );
     assert_eq!(value(&e, "paxos_is_leader"), 1.0);
     assert!(value(&e, "paxos_leader_changes_seen") >= 1.0);
+
+    // Clock probes: each peer's offset (one machine, one clock: within the
+    // error of a loopback round trip, far under a millisecond) and its
+    // round trips, per peer.
+    let e = eventually(
+        "the leader to estimate both peers' clocks",
+        || Some(scrape(http_addr[&leader])).filter(|e| by_peer(e, "paxos_clock_offset_seconds").len() == 2),
+        || cluster.logs(),
+    );
+    for (peer, offset) in by_peer(&e, "paxos_clock_offset_seconds") {
+        assert!(offset.abs() < 0.001, "peer {peer}: offset {offset} s on one machine");
+    }
+    let round_trips: BTreeMap<String, u64> = e.families["paxos_peer_round_trip_seconds"]
+        .iter_samples()
+        .map(|s| {
+            let OpenMetricsValue::Histogram(h) = &s.value else { panic!("{:?}", s.value) };
+            (s.get_labelset().unwrap().get_label_value("peer").unwrap().to_owned(), h.count.unwrap_or(0))
+        })
+        .collect();
+    assert_eq!(round_trips.len(), 2, "{round_trips:?}");
+    assert!(round_trips.values().all(|n| *n >= 1), "{round_trips:?}");
     assert!(value(&e, "paxos_elections_started") >= 1.0);
     let f = scrape(http_addr[&follower]);
     assert_eq!(value(&f, "paxos_is_leader"), 0.0);
@@ -254,7 +280,8 @@ fn the_grafana_dashboard_is_importable_and_asks_only_for_exported_metrics() {
     // Every family a node exports, sample names included (_total, _bucket, ...).
     let metrics = paxos::node::metrics::Metrics::new();
     metrics.proposal_committed(Duration::from_millis(1));
-    metrics.peers([(2, paxos::node::metrics::PeerSample::default())]);
+    metrics.peers([(2, paxos::node::metrics::PeerSample { clock_offset: Some(0.0), ..Default::default() })]);
+    metrics.round_trip(2, Duration::from_micros(100));
     let exported = parse(&metrics.render());
     let known = |name: &str| {
         ["", "_total", "_bucket", "_sum", "_count"]
@@ -282,12 +309,26 @@ fn the_grafana_dashboard_is_importable_and_asks_only_for_exported_metrics() {
         }
     }
     let titles: Vec<&str> = panels.iter().map(|p| p["title"].as_str().unwrap()).collect();
-    for wanted in ["Leader", "Commit rate", "Commit latency", "WAL fsync latency", "Lag", "elections", "Peers"] {
+    for wanted in [
+        "Leader",
+        "Commit rate",
+        "Commit latency",
+        "WAL fsync latency",
+        "Lag",
+        "elections",
+        "Peers",
+        "Clock offset",
+        "round trip",
+    ] {
         assert!(titles.iter().any(|t| t.contains(wanted)), "no panel for {wanted}: {titles:?}");
     }
-    for name in
-        ["paxos_commit_duration_seconds_bucket", "paxos_wal_fsync_duration_seconds_bucket", "paxos_peer_connected"]
-    {
+    for name in [
+        "paxos_commit_duration_seconds_bucket",
+        "paxos_wal_fsync_duration_seconds_bucket",
+        "paxos_peer_connected",
+        "paxos_clock_offset_seconds",
+        "paxos_peer_round_trip_seconds_bucket",
+    ] {
         assert!(used.contains(name), "{name} not on the dashboard");
     }
 }

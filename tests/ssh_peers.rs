@@ -25,6 +25,7 @@ fn link_settings(local: u64, local_key: &TestKey, peer: u64, addr: String, pinne
         queue_bytes: 1 << 20,
         backoff_base: Duration::from_millis(20),
         backoff_cap: Duration::from_millis(200),
+        clock: paxos::ssh::wall_clock::WallClock::system(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! operator command sent over SSH to the nodes of an inventory.
 
 mod bench;
+mod drill;
 mod health;
 mod local;
 pub mod machine;
@@ -51,6 +52,9 @@ pub enum Command {
     /// A live view of the cluster: one row per node, refreshed over long-lived SSH sessions,
     /// and the events seen (leader changes, elections, nodes lost and back). `q` quits.
     Monitor(monitor::MonitorArgs),
+    /// Drill a failover on the live cluster: fault the leader under load, measure, check, restore.
+    /// Exits 0 when every check passed, 5 otherwise.
+    Drill(drill::DrillArgs),
     /// Print a Prometheus scrape config with one target per node of the inventory (metrics_listen).
     PrometheusConfig(prometheus_config::PrometheusConfigArgs),
     /// Any operator command, sent over SSH (see the list below).
@@ -96,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Nemesis(args) => runtime().and_then(|rt| rt.block_on(crate::nemesis::cli(args))),
         Command::Health(args) => runtime().and_then(|rt| rt.block_on(health::run(&cli.cluster, &cli.identity, args))),
         Command::Monitor(args) => runtime().and_then(|rt| rt.block_on(monitor::run(&cli.cluster, &cli.identity, args))),
+        Command::Drill(args) => runtime().and_then(|rt| rt.block_on(drill::run(&cli.cluster, &cli.identity, args))),
         Command::PrometheusConfig(args) => prometheus_config::run(&cli.cluster, args),
         Command::Ops(words) => runtime().and_then(|rt| rt.block_on(remote::run(&cli.cluster, &cli.identity, words))),
     };

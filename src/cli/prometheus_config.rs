@@ -63,7 +63,8 @@ pub fn scrape_config(inventory: &Inventory, args: &PrometheusConfigArgs) -> Stri
     let mut out = format!(
         "# Prometheus scrape config for the paxos cluster {} (from {}).\n\
          # Every node must serve its metrics over HTTP: set \"metrics_listen\": \"0.0.0.0:{}\"\n\
-         # in its node config (off by default). Paste under the top level of prometheus.yml.\n\
+         # in its node config (off by default; the playbook writes it from paxos_metrics_listen).\n\
+         # Paste under the top level of prometheus.yml.\n\
          scrape_configs:\n  - job_name: {}\n    scrape_interval: {}\n    metrics_path: /metrics\n    static_configs:\n",
         quoted(&inventory.cluster),
         inventory.path.display(),

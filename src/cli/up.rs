@@ -3,11 +3,17 @@
 //! known_hosts file, starts the nodes as child processes (`paxos serve`),
 //! waits for a leader and prints the commands that reach it. Ctrl-C stops
 //! every node with SIGTERM; running it again reuses keys and data.
+//!
+//! Each node polls a peer-fault file, `DATA/nodeN.faults` (through
+//! `PAXOS_FAULT_FILE`): a local test and drill hook, absent and so inert
+//! unless `paxos drill --kind partition-leader` (or a test) writes rules
+//! into it. Real deployments never set it.
 
 use super::remote::{Target, collect_status};
 use crate::cluster::{Inventory, default_paths};
 use crate::keys;
 use crate::ops::api::ReplicaRole;
+use crate::ssh::faults::FAULT_FILE_ENV;
 use anyhow::{Context, bail};
 use clap::Args;
 use std::fs;
@@ -104,6 +110,11 @@ fn prepare(args: &UpArgs, data: &Path) -> anyhow::Result<Vec<(u64, PathBuf)>> {
     Ok(configs)
 }
 
+/// Node `id`'s peer-fault file (see the module doc): a local test and drill hook.
+fn fault_file(data: &Path, id: u64) -> PathBuf {
+    data.join(format!("node{id}.faults"))
+}
+
 struct Nodes(Vec<(u64, Child)>);
 
 impl Nodes {
@@ -143,11 +154,17 @@ pub fn run(args: UpArgs) -> anyhow::Result<u8> {
     let exe = std::env::current_exe()?;
     let mut nodes = Nodes(Vec::new());
     for (id, config) in &configs {
+        // Rules a drill left behind (it was interrupted) would cut a fresh node off.
+        match fs::remove_file(fault_file(&data, *id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
         let log = fs::File::create(data.join(format!("node{id}.log")))?;
         let child = Command::new(&exe)
             .arg("serve")
             .arg("--config")
             .arg(config)
+            .env(FAULT_FILE_ENV, fault_file(&data, *id))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -37,6 +37,18 @@ pub const PLAYBOOK_VARS: &[&str] = &[
     "paxos_pin_keys",
     "paxos_controller_identity",
     "paxos_catch_up_timeout",
+    "paxos_metrics_listen",
+];
+
+/// Settings read only by `paxos drill`: shell command templates that apply
+/// a fault to a host (see `paxos drill --help`); on a host or in any group's vars.
+pub const DRILL_VARS: &[&str] = &[
+    "paxos_drill_kill_cmd",
+    "paxos_drill_restore_cmd",
+    "paxos_drill_stop_cmd",
+    "paxos_drill_cont_cmd",
+    "paxos_drill_partition_cmd",
+    "paxos_drill_heal_cmd",
 ];
 
 /// Where a variable was set, for error messages.
@@ -77,13 +89,13 @@ fn check_names(
 ) -> Result<(), ClusterError> {
     for name in vars.keys().filter(|k| k.starts_with("paxos_")) {
         let known = |list: &[&str]| list.contains(&name.as_str());
-        if known(NODE_VARS) || known(PLAYBOOK_VARS) || (cluster_allowed && known(CLUSTER_VARS)) {
+        if known(NODE_VARS) || known(PLAYBOOK_VARS) || known(DRILL_VARS) || (cluster_allowed && known(CLUSTER_VARS)) {
             continue;
         }
         let reason = if known(CLUSTER_VARS) {
             "is a cluster-wide setting; set it once under all.vars".to_owned()
         } else {
-            let mut all: Vec<&str> = [NODE_VARS, PLAYBOOK_VARS].concat();
+            let mut all: Vec<&str> = [NODE_VARS, PLAYBOOK_VARS, DRILL_VARS].concat();
             if cluster_allowed {
                 all.extend(CLUSTER_VARS);
             }
@@ -161,10 +173,9 @@ fn field<T: DeserializeOwned>(path: &Path, owner: &str, name: &str, value: &Valu
         .map_err(|e| invalid(path, format!("{owner} {name}"), format!("{e} (the value given is {value})")))
 }
 
-/// Parse inventory text in Ansible's shape into an (unvalidated) `Inventory`.
-pub(super) fn parse(text: &str, path: &Path) -> Result<Inventory, ClusterError> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| super::json_error(path, e))?;
-    let Value::Object(top) = &doc else {
+/// Every group and host of an inventory document, with their vars.
+fn tree<'a>(doc: &'a Value, path: &Path) -> Result<Walk<'a>, ClusterError> {
+    let Value::Object(top) = doc else {
         return Err(invalid(
             path,
             "the document".into(),
@@ -181,6 +192,51 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Inventory, ClusterError> 
     for (name, group) in top.iter().filter(|(k, _)| *k != "all") {
         walk(path, name, group, 1, &mut tree)?;
     }
+    Ok(tree)
+}
+
+/// A host's vars merged as Ansible merges them: `all`, then its groups
+/// (shallower first, then by name), then its own; group vars only when `keep` says so.
+fn host_vars(
+    tree: &Walk<'_>,
+    own: &Map<String, Value>,
+    groups: &[String],
+    keep: impl Fn(&str) -> bool,
+) -> Map<String, Value> {
+    let mut ordered = tree.group_vars.clone();
+    ordered.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let mut vars = Map::new();
+    for (_, group, group_vars) in &ordered {
+        if group == "all" || groups.contains(group) {
+            vars.extend(group_vars.iter().filter(|(k, _)| keep(k)).map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+    vars.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+    vars
+}
+
+/// Each host's `paxos_drill_*` settings (host name -> name -> command template).
+pub(super) fn drill_vars(text: &str, path: &Path) -> Result<BTreeMap<String, BTreeMap<String, String>>, ClusterError> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| super::json_error(path, e))?;
+    let tree = tree(&doc, path)?;
+    let mut out = BTreeMap::new();
+    for (name, (own, groups)) in &tree.hosts {
+        let owner = format!("host {name:?}");
+        let mut settings = BTreeMap::new();
+        for (key, value) in host_vars(&tree, own, groups, |k| DRILL_VARS.contains(&k)) {
+            if DRILL_VARS.contains(&key.as_str()) && !value.is_null() {
+                settings.insert(key.clone(), field::<String>(path, &owner, &key, &value)?);
+            }
+        }
+        out.insert(name.clone(), settings);
+    }
+    Ok(out)
+}
+
+/// Parse inventory text in Ansible's shape into an (unvalidated) `Inventory`.
+pub(super) fn parse(text: &str, path: &Path) -> Result<Inventory, ClusterError> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| super::json_error(path, e))?;
+    let tree = tree(&doc, path)?;
     let all_vars = tree.group_vars.iter().find(|(d, n, _)| *d == 0 && n == "all").map(|(_, _, v)| *v);
     let empty = Map::new();
     let all_vars = all_vars.unwrap_or(&empty);
@@ -211,21 +267,8 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Inventory, ClusterError> 
             .unwrap_or_default(),
         path: path.to_owned(),
     };
-    let mut ordered = tree.group_vars.clone();
-    ordered.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     for (name, (own, groups)) in &tree.hosts {
-        let mut vars = Map::new();
-        for (_, group, group_vars) in &ordered {
-            if group == "all" || groups.contains(group) {
-                vars.extend(
-                    group_vars
-                        .iter()
-                        .filter(|(k, _)| NODE_VARS.contains(&k.as_str()))
-                        .map(|(k, v)| (k.clone(), v.clone())),
-                );
-            }
-        }
-        vars.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let vars = host_vars(&tree, own, groups, |k| NODE_VARS.contains(&k));
         inventory.nodes.push(node(path, name, &vars)?);
     }
     inventory.nodes.sort_by_key(|n| n.id);

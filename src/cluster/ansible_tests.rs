@@ -171,3 +171,27 @@ fn the_roles_variables_are_the_playbook_settings_paxos_accepts() {
     accepted.sort_unstable();
     assert_eq!(declared, accepted);
 }
+
+#[test]
+fn drill_templates_merge_from_groups_and_hosts() {
+    let v = edit(|v| {
+        v["all"]["vars"]["paxos_drill_kill_cmd"] = json!("ssh {host} sudo systemctl kill -s KILL paxos");
+        v["all"]["vars"]["paxos_drill_restore_cmd"] = json!("ssh {host} sudo systemctl start paxos");
+        v["all"]["children"]["learners"]["vars"]["paxos_drill_kill_cmd"] = json!("learner-kill {id}");
+        v["all"]["hosts"]["node2"]["paxos_drill_restore_cmd"] = json!("node2-start");
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lab.json");
+    std::fs::write(&path, v.to_string()).unwrap();
+    let settings = Inventory::load(&path).unwrap().drill_settings().unwrap();
+    assert_eq!(settings[&1]["paxos_drill_kill_cmd"], "ssh {host} sudo systemctl kill -s KILL paxos");
+    assert_eq!(settings[&2]["paxos_drill_restore_cmd"], "node2-start");
+    assert_eq!(settings[&4]["paxos_drill_kill_cmd"], "learner-kill {id}");
+    assert_eq!(settings[&4]["paxos_drill_restore_cmd"], "ssh {host} sudo systemctl start paxos");
+    let typo = edit(|v| v["all"]["vars"]["paxos_drill_kil_cmd"] = json!("x"));
+    assert!(error_of(&typo).contains("did you mean paxos_drill_kill_cmd"), "{}", error_of(&typo));
+    let not_text = edit(|v| v["all"]["hosts"]["node1"]["paxos_drill_stop_cmd"] = json!(3));
+    std::fs::write(&path, not_text.to_string()).unwrap();
+    let e = Inventory::load(&path).unwrap().drill_settings().unwrap_err().to_string();
+    assert!(e.contains("paxos_drill_stop_cmd"), "{e}");
+}

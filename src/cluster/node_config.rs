@@ -55,6 +55,17 @@ struct NodeConfigFile {
     log_format: LogFormat,
     #[serde(default)]
     metrics_listen: Option<SocketAddr>,
+    #[serde(default = "default_clock_skew_warn_ms")]
+    clock_skew_warn_ms: u64,
+}
+
+/// Warn when a peer's clock is off by more than this, unless configured.
+pub const DEFAULT_CLOCK_SKEW_WARN_MS: u64 = 500;
+/// The largest `clock_skew_warn_ms` accepted: an hour.
+pub const MAX_CLOCK_SKEW_WARN_MS: u64 = 3_600_000;
+
+fn default_clock_skew_warn_ms() -> u64 {
+    DEFAULT_CLOCK_SKEW_WARN_MS
 }
 
 /// One daemon's settings (`paxos serve --config node.json`), with every
@@ -73,6 +84,8 @@ pub struct NodeConfig {
     /// Where to serve `GET /metrics` over HTTP for Prometheus; off when `None`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Log a warning when a peer's clock offset passes this many ms.
+    pub clock_skew_warn_ms: u64,
     #[serde(skip)]
     pub path: PathBuf,
 }
@@ -89,6 +102,14 @@ impl NodeConfig {
         if raw.id == 0 {
             let reason = "node id 0 is reserved; use the node's id from the inventory";
             return Err(ClusterError::Invalid { path: path.to_owned(), field: "id".into(), reason: reason.into() });
+        }
+        if !(1..=MAX_CLOCK_SKEW_WARN_MS).contains(&raw.clock_skew_warn_ms) {
+            let reason = format!(
+                "{} ms is out of range; give a threshold from 1 to {MAX_CLOCK_SKEW_WARN_MS} ms (the default is \
+                 {DEFAULT_CLOCK_SKEW_WARN_MS})",
+                raw.clock_skew_warn_ms
+            );
+            return Err(ClusterError::Invalid { path: path.to_owned(), field: "clock_skew_warn_ms".into(), reason });
         }
         let base = path.parent().unwrap_or(Path::new(""));
         let resolve = |given: Option<PathBuf>, field: &'static str, default: &dyn Fn(&DefaultPaths) -> PathBuf| match (
@@ -115,6 +136,7 @@ impl NodeConfig {
             audit_log,
             log_format: raw.log_format,
             metrics_listen: raw.metrics_listen,
+            clock_skew_warn_ms: raw.clock_skew_warn_ms,
             path: path.to_owned(),
         })
     }

@@ -259,9 +259,11 @@ fn node_config_fills_defaults_and_resolves_relative_paths() {
     assert_eq!(c.cluster_file, Path::new("/home/op/.config/paxos/cluster.json"));
     assert_eq!(c.audit_log, Path::new("/home/op/.local/share/paxos/node-2/audit.log"));
     assert_eq!(c.log_format, LogFormat::Text);
+    assert_eq!(c.clock_skew_warn_ms, 500);
 
     let text = r#"{"id": 1, "listen": "0.0.0.0:7101", "data_dir": "data/n1", "key_file": "/keys/n1",
-                   "cluster_file": "../hosts.json", "audit_log": "/var/log/paxos-audit.log", "log_format": "json"}"#;
+                   "cluster_file": "../hosts.json", "audit_log": "/var/log/paxos-audit.log", "log_format": "json",
+                   "clock_skew_warn_ms": 250}"#;
     let c = NodeConfig::from_json(text, path, None).unwrap();
     assert_eq!(c.listen, Some("0.0.0.0:7101".parse().unwrap()));
     assert_eq!(c.data_dir, Path::new("/etc/paxos/data/n1"));
@@ -269,6 +271,7 @@ fn node_config_fills_defaults_and_resolves_relative_paths() {
     assert_eq!(c.cluster_file, Path::new("/etc/paxos/../hosts.json"));
     assert_eq!(c.audit_log, Path::new("/var/log/paxos-audit.log"));
     assert_eq!(c.log_format, LogFormat::Json);
+    assert_eq!(c.clock_skew_warn_ms, 250);
     let back = NodeConfig::from_json(&serde_json::to_string(&c).unwrap(), path, None).unwrap();
     assert_eq!(back, c);
 }
@@ -276,13 +279,21 @@ fn node_config_fills_defaults_and_resolves_relative_paths() {
 #[test]
 fn broken_node_configs_say_what_to_fix() {
     let path = Path::new("node.json");
-    let table: [(&str, Option<&DefaultPaths>, &str); 6] = [
+    let table: [(&str, Option<&DefaultPaths>, &str); 10] = [
         (r#"{"id": 0}"#, None, "node id 0 is reserved"),
         (r#"{"listen": "0.0.0.0:1"}"#, None, "missing field `id`"),
         (r#"{"id": 1, "listen": "nowhere"}"#, None, "node.json:1:"),
         (r#"{"id": 1, "log_format": "xml"}"#, None, "unknown variant `xml`"),
         (r#"{"id": 1, "data_dri": "/x"}"#, None, "unknown field `data_dri`"),
         (r#"{"id": 1}"#, None, "data_dir is not set and there is no default location"),
+        (
+            r#"{"id": 1, "clock_skew_warn_ms": 0}"#,
+            None,
+            "node.json: invalid clock_skew_warn_ms: 0 ms is out of range; give a threshold from 1 to 3600000 ms",
+        ),
+        (r#"{"id": 1, "clock_skew_warn_ms": 3600001}"#, None, "invalid clock_skew_warn_ms: 3600001 ms is out of range"),
+        (r#"{"id": 1, "clock_skew_warn_ms": -5}"#, None, "invalid value: integer `-5`"),
+        (r#"{"id": 1, "clock_skew_warn_ms": "500ms"}"#, None, "invalid type: string \"500ms\""),
     ];
     for (text, defaults, message) in table {
         let err = NodeConfig::from_json(text, path, defaults).unwrap_err();

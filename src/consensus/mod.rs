@@ -416,18 +416,26 @@ impl Replica {
     }
 
     /// Decided entries from `from` (clamped to what memory holds), at most
-    /// `limit`; none when `from` is at or past the commit index. Operators
-    /// choose `from`, so every value must give an answer, never a panic.
-    pub fn decided_entries(&self, from: Slot, limit: usize) -> Vec<AppliedEntry> {
+    /// `limit` and, past the first, at most `max_bytes` of commands
+    /// (`Entry::wire_len`); none when `from` is at or past the commit index.
+    /// Operators choose `from`, so every value must give an answer, never a
+    /// panic.
+    pub fn decided_entries(&self, from: Slot, limit: usize, max_bytes: usize) -> Vec<AppliedEntry> {
         let start = from.max(self.log_start);
         if start >= self.commit_index {
             return Vec::new();
         }
-        self.log
-            .range(start..self.commit_index)
-            .take(limit)
-            .map(|(slot, s)| AppliedEntry { slot: *slot, entry: s.entry.clone() })
-            .collect()
+        let mut bytes = 0usize;
+        let mut entries = Vec::new();
+        for (slot, s) in self.log.range(start..self.commit_index).take(limit) {
+            bytes = bytes.saturating_add(s.entry.wire_len());
+            // The first entry always goes, so that a reader moves on.
+            if bytes > max_bytes && !entries.is_empty() {
+                break;
+            }
+            entries.push(AppliedEntry { slot: *slot, entry: s.entry.clone() });
+        }
+        entries
     }
 
     /// The decided entry of one slot, if memory still holds it.
@@ -451,7 +459,35 @@ mod decided_entries_tests {
         let replica = Replica::new(Config::new(1, members), 7, Recovered::default()).expect("replica");
         assert_eq!(replica.commit_index(), 0);
         for from in [0, 1, 5, u64::MAX - 1, u64::MAX] {
-            assert!(replica.decided_entries(from, 10).is_empty(), "from {from}");
+            assert!(replica.decided_entries(from, 10, usize::MAX).is_empty(), "from {from}");
         }
+    }
+
+    #[test]
+    fn an_answer_stops_at_its_byte_budget_but_always_carries_one_entry() {
+        use crate::state_machine::{Command, Op};
+        let members = BTreeMap::from([(1, config::Roles::default())]);
+        let put = |slot: u64, len: usize| Record::Decided {
+            slot,
+            entry: Entry::Batch {
+                commands: vec![Command { client: 9, seq: slot + 1, op: Op::Propose { value: "v".repeat(len) } }],
+            },
+        };
+        let mut records: Vec<Record> = (0..10).map(|slot| put(slot, 1000)).collect();
+        records.push(Record::Committed { through: 10 });
+        let recovered = Recovered { records, ..Recovered::default() };
+        let replica = Replica::new(Config::new(1, members), 7, recovered).expect("replica");
+        assert_eq!(replica.commit_index(), 10);
+        let one = replica.decided_entries(0, 1, usize::MAX)[0].entry.wire_len();
+        assert!(one > 1000, "{one}");
+
+        let slots = |entries: Vec<AppliedEntry>| entries.iter().map(|e| e.slot).collect::<Vec<_>>();
+        assert_eq!(slots(replica.decided_entries(0, 100, usize::MAX)), (0..10).collect::<Vec<_>>());
+        assert_eq!(slots(replica.decided_entries(2, 100, 3 * one)), vec![2, 3, 4], "three entries fit exactly");
+        assert_eq!(slots(replica.decided_entries(2, 100, 3 * one - 1)), vec![2, 3]);
+        assert_eq!(slots(replica.decided_entries(2, 2, 3 * one)), vec![2, 3], "the count limit still holds");
+        // An entry larger than the whole budget still goes, alone.
+        assert_eq!(slots(replica.decided_entries(7, 100, 10)), vec![7]);
+        assert_eq!(slots(replica.decided_entries(7, 100, 0)), vec![7]);
     }
 }

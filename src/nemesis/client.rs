@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Longer than a node's own wait for a decision, so a node that answers answers first.
 const OP_TIMEOUT: Duration = Duration::from_secs(12);
@@ -27,11 +28,15 @@ pub struct Shared {
     pub access: Access,
     pub history: Arc<History>,
     pub keys: u64,
+    /// Keys are `{key_prefix}0` .. `{key_prefix}{keys - 1}`.
+    pub key_prefix: String,
     pub clients: u64,
     /// Request ids are `client_base + process`, so runs never share ids.
     pub client_base: u64,
-    /// No operation starts after this.
+    /// No operation starts after this,
     pub stop_at: Instant,
+    /// nor once this is cancelled.
+    pub stop: CancellationToken,
     /// Retries of an unsettled mutation end by this.
     pub give_up_at: Instant,
 }
@@ -92,23 +97,41 @@ fn ok(op: &Op, name: &str, value: Value) -> Settled {
     (EventType::Ok, op.value.clone(), Some(serde_json::json!({ name: value })), None)
 }
 
-struct Link {
-    node: u64,
+/// A console on one node, kept open for many commands.
+pub struct Link {
+    pub node: u64,
     _client: SshClient,
     console: Console,
 }
 
-async fn open(shared: &Shared, node: u64) -> Option<Link> {
-    let client = shared.access.connect(node).await.ok()?;
-    let console = tokio::time::timeout(OP_TIMEOUT, client.console()).await.ok()?.ok()?;
+impl Link {
+    /// Ends the console politely (bounded).
+    pub async fn close(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.console.finish()).await;
+    }
+}
+
+/// Opens a console on `node`; `None` when it cannot be reached within `within`.
+pub async fn open_link(access: &Access, node: u64, within: Duration) -> Option<Link> {
+    let client = tokio::time::timeout(within, access.connect(node)).await.ok()?.ok()?;
+    let console = tokio::time::timeout(within, client.console()).await.ok()?.ok()?;
     Some(Link { node, _client: client, console })
 }
 
+async fn open(shared: &Shared, node: u64) -> Option<Link> {
+    open_link(&shared.access, node, OP_TIMEOUT).await
+}
+
 async fn ask(link: &mut Link, line: &str) -> Result<String, &'static str> {
+    ask_within(link, line, OP_TIMEOUT).await
+}
+
+/// Sends one command line and reads its one-line answer (`--json`), or says why not.
+pub async fn ask_within(link: &mut Link, line: &str, within: Duration) -> Result<String, &'static str> {
     if link.console.send_line(line).await.is_err() {
         return Err("connection");
     }
-    match tokio::time::timeout(OP_TIMEOUT, link.console.read_line()).await {
+    match tokio::time::timeout(within, link.console.read_line()).await {
         Ok(Some(answer)) => Ok(answer),
         Ok(None) => Err("connection"),
         Err(_) => Err("timeout"),
@@ -116,7 +139,7 @@ async fn ask(link: &mut Link, line: &str) -> Result<String, &'static str> {
 }
 
 fn next_op(rng: &mut Rng, shared: &Shared, process: u64, seq: u64, seen: &BTreeMap<String, Option<String>>) -> Op {
-    let key = format!("k{}", rng.between(0, shared.keys - 1));
+    let key = format!("{}{}", shared.key_prefix, rng.between(0, shared.keys - 1));
     let fresh = Value::String(format!("v{process}n{seq}"));
     let roll = rng.between(1, 100);
     let (f, value) = if roll <= 40 {
@@ -141,7 +164,7 @@ pub async fn run(shared: Arc<Shared>, slot: u64, seed: u64) {
     let mut seq = 0;
     let mut seen: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut link: Option<Link> = None;
-    while Instant::now() < shared.stop_at {
+    while Instant::now() < shared.stop_at && !shared.stop.is_cancelled() {
         let Some(current) = link.as_mut() else {
             link = open(&shared, nodes[node_at]).await;
             if link.is_none() {
@@ -207,7 +230,7 @@ pub async fn run(shared: Arc<Shared>, slot: u64, seed: u64) {
         }
     }
     if let Some(link) = link {
-        let _ = tokio::time::timeout(Duration::from_secs(2), link.console.finish()).await;
+        link.close().await;
     }
 }
 

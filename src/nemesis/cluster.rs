@@ -11,6 +11,7 @@
 use super::NemesisError;
 use crate::cluster::Inventory;
 use crate::keys;
+use crate::ops::api::NodeStatus;
 use crate::ssh::client::SshClient;
 use crate::ssh::faults::FAULT_FILE_ENV;
 use russh::keys::PrivateKey;
@@ -79,6 +80,15 @@ impl Access {
             Ok((code, String::from_utf8_lossy(&out.stdout).into_owned()))
         };
         tokio::time::timeout(within, work).await.unwrap_or_else(|_| Err(format!("node {id}: no answer in {within:?}")))
+    }
+
+    /// The status of each of `ids`, asked in parallel; `None` for a node that did not answer within `within`.
+    pub async fn statuses(&self, ids: &[u64], within: Duration) -> Vec<(u64, Option<NodeStatus>)> {
+        let asks = ids.iter().map(|&id| async move {
+            let answer = self.run(id, "status --json", within).await;
+            (id, answer.ok().and_then(|(_, out)| serde_json::from_str::<NodeStatus>(&out).ok()))
+        });
+        futures::future::join_all(asks).await
     }
 }
 
@@ -230,10 +240,8 @@ impl LocalCluster {
     pub fn set_peer_faults(&self, id: u64, rules: &str) -> Result<(), NemesisError> {
         let node =
             self.nodes.iter().find(|n| n.id == id).ok_or_else(|| NemesisError::Setup(format!("no node {id}")))?;
-        let tmp = node.fault_file.with_extension("faults.tmp");
-        write(&tmp, rules)?;
-        fs::rename(&tmp, &node.fault_file)
-            .map_err(|e| NemesisError::Setup(format!("renaming to {}: {e}", node.fault_file.display())))
+        crate::ssh::faults::write_rules(&node.fault_file, rules)
+            .map_err(|e| NemesisError::Setup(format!("writing {}: {e}", node.fault_file.display())))
     }
 
     /// As `set_peer_faults`, then waits (polling, up to `within`) until a

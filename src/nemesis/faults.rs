@@ -128,11 +128,7 @@ pub struct Fault {
 pub async fn statuses(cluster: &LocalCluster) -> Vec<(u64, Option<NodeStatus>)> {
     let ids: Vec<u64> =
         cluster.access.node_ids().into_iter().filter(|id| cluster.is_running(*id) && !cluster.is_paused(*id)).collect();
-    let asks = ids.into_iter().map(|id| async move {
-        let answer = cluster.access.run(id, "status --json", ASK_TIMEOUT).await;
-        (id, answer.ok().and_then(|(_, out)| serde_json::from_str::<NodeStatus>(&out).ok()))
-    });
-    futures::future::join_all(asks).await
+    cluster.access.statuses(&ids, ASK_TIMEOUT).await
 }
 
 pub async fn find_leader(cluster: &LocalCluster) -> Option<u64> {
@@ -223,8 +219,7 @@ struct Active {
 
 /// The rules that cut `node` off from its peers, both ways or outgoing only.
 fn cut_rules(cluster: &LocalCluster, node: u64, both: bool) -> String {
-    let verb = if both { "both" } else { "to" };
-    cluster.access.node_ids().into_iter().filter(|p| *p != node).map(|p| format!("drop {verb} {p}\n")).collect()
+    crate::ssh::faults::isolation_rules(cluster.access.node_ids().into_iter().filter(|p| *p != node), both)
 }
 
 /// The last line of node `id`'s log that says why storage stopped it.

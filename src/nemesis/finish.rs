@@ -2,7 +2,7 @@
 //! of each key (recorded in the history, so the checker must explain it)
 //! and each node's decided log, read in pages.
 
-use super::cluster::{Access, LocalCluster};
+use super::cluster::Access;
 use super::history::{EventType, F, History, Note, Process};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -11,13 +11,15 @@ use tokio::time::Instant;
 
 const PAGE: u64 = 10_000;
 const ASK_TIMEOUT: Duration = Duration::from_secs(15);
+const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Reads every key once through the log's leader check (`get` is
-/// linearizable). Process ids from `first_process` on, one per key.
+/// Reads every key (`{prefix}0` ..) once through the log's leader check
+/// (`get` is linearizable). Process ids from `first_process` on, one per key.
 /// Returns the keys that could not be read by `until`.
 pub async fn final_reads(
     access: &Access,
     history: &History,
+    prefix: &str,
     keys: u64,
     first_process: u64,
     until: Instant,
@@ -25,7 +27,7 @@ pub async fn final_reads(
     let nodes = access.node_ids();
     let mut unread = Vec::new();
     for k in 0..keys {
-        let key = format!("k{k}");
+        let key = format!("{prefix}{k}");
         let process = Process::Client(first_process + k);
         let note = |kind, value: Value, node, error| Note {
             process: process.clone(),
@@ -72,9 +74,9 @@ pub async fn final_reads(
 
 /// Waits (bounded) until every node has applied the same commit index, so
 /// their logs cover the same slots.
-pub async fn wait_converged(cluster: &LocalCluster, until: Instant) -> bool {
+pub async fn wait_converged(access: &Access, until: Instant) -> bool {
     while Instant::now() < until {
-        let statuses = super::faults::statuses(cluster).await;
+        let statuses = access.statuses(&access.node_ids(), STATUS_TIMEOUT).await;
         let commits: Vec<Option<u64>> = statuses.iter().map(|(_, s)| s.as_ref().map(|s| s.applied_index)).collect();
         if commits.iter().all(|c| c.is_some() && *c == commits[0]) && !commits.is_empty() {
             return true;
@@ -84,10 +86,24 @@ pub async fn wait_converged(cluster: &LocalCluster, until: Instant) -> bool {
     false
 }
 
-/// Node `id`'s decided log, slot -> entry, from the first slot it still holds.
-pub async fn read_log(access: &Access, id: u64) -> Result<BTreeMap<u64, Value>, String> {
+/// The first client process id after every one in `events`: the checker
+/// indexes processes densely.
+pub fn next_process(events: &[super::history::Event]) -> u64 {
+    events
+        .iter()
+        .filter_map(|e| match e.process {
+            Process::Client(p) => Some(p + 1),
+            Process::Nemesis(_) => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Node `id`'s decided log, slot -> entry, from slot `from` (or the first
+/// slot it still holds, if later).
+pub async fn read_log(access: &Access, id: u64, from: u64) -> Result<BTreeMap<u64, Value>, String> {
     let mut log = BTreeMap::new();
-    let mut from = 0;
+    let mut from = from;
     // Bounded: each page moves `from` forward, and a log has at most u64 slots.
     for _ in 0..100_000 {
         let (code, out) = access.run(id, &format!("log --from {from} --limit {PAGE} --json"), ASK_TIMEOUT).await?;

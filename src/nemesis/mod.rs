@@ -8,10 +8,10 @@
 //! in time; every process it signals is a child it spawned.
 
 pub mod check;
-mod client;
+pub mod client;
 pub mod cluster;
 pub mod faults;
-mod finish;
+pub mod finish;
 pub mod history;
 mod report;
 
@@ -35,6 +35,8 @@ pub enum NemesisError {
     Usage(String),
 }
 
+/// The nemesis's keys: k0, k1, ...
+const KEY_PREFIX: &str = "k";
 const MAX_SECS: u64 = 24 * 3600;
 const MAX_CLIENTS: u64 = 64;
 const MAX_KEYS: u64 = 1000;
@@ -161,9 +163,11 @@ pub async fn run(plan: &Plan) -> Result<Summary, NemesisError> {
         access: cluster.access.clone(),
         history: history.clone(),
         keys: plan.keys,
+        key_prefix: KEY_PREFIX.into(),
         clients: plan.clients,
         client_base: (plan.seed >> 24) << 20,
         stop_at,
+        stop: Default::default(),
         give_up_at: stop_at + Duration::from_secs(20),
     });
     let tasks: Vec<_> = (0..plan.clients)
@@ -194,23 +198,16 @@ pub async fn run(plan: &Plan) -> Result<Summary, NemesisError> {
 
     let settle_until = Instant::now() + SETTLE;
     // The checker indexes processes densely: continue right after the clients' last one.
-    let final_process = history
-        .snapshot()
-        .iter()
-        .filter_map(|e| match e.process {
-            history::Process::Client(p) => Some(p + 1),
-            history::Process::Nemesis(_) => None,
-        })
-        .max()
-        .unwrap_or(0);
-    let unread = finish::final_reads(&cluster.access, &history, plan.keys, final_process, settle_until).await;
+    let final_process = finish::next_process(&history.snapshot());
+    let unread =
+        finish::final_reads(&cluster.access, &history, KEY_PREFIX, plan.keys, final_process, settle_until).await;
     anomalies.extend(unread.iter().map(|k| format!("key {k} could not be read back after the faults healed")));
-    if !finish::wait_converged(&cluster, settle_until).await {
+    if !finish::wait_converged(&cluster.access, settle_until).await {
         anomalies.push("the nodes did not reach the same applied index within the settle time".into());
     }
     let mut logs = std::collections::BTreeMap::new();
     for id in cluster.access.node_ids() {
-        match finish::read_log(&cluster.access, id).await {
+        match finish::read_log(&cluster.access, id, 0).await {
             Ok(log) => {
                 logs.insert(id, log);
             }

@@ -2,6 +2,7 @@
 //! runtime task over a channel. Waits are bounded: a command that finds no
 //! leader fails after `request_timeout` with a message saying so.
 
+use super::clock::PeerClocks;
 use super::metrics::{Metrics, PeerSample};
 use super::runtime::NodeRequest;
 use crate::cluster::Inventory;
@@ -9,7 +10,8 @@ use crate::consensus::ballot::NodeId;
 use crate::consensus::messages::Message;
 use crate::consensus::{ClientError, Response, Status};
 use crate::ops::api::{
-    LogEntry, MemberInfo, NodeApi, NodeError, NodeStatus, ReadValue, ReplicaRole, RequestId, Submitted, WatchReceiver,
+    LogEntry, MemberInfo, NodeApi, NodeError, NodeStatus, PeerClock, ReadValue, ReplicaRole, RequestId, Submitted,
+    WatchReceiver,
 };
 use crate::ssh::peer::PeerLink;
 use crate::state_machine::{Command, Op, Slot};
@@ -26,6 +28,7 @@ pub struct NodeHandle {
     pub(super) id: NodeId,
     pub(super) peers: BTreeMap<NodeId, PeerLink<Message>>,
     pub(super) metrics: Arc<Metrics>,
+    pub(super) clocks: Arc<PeerClocks>,
     pub(super) started: Instant,
     pub(super) tick: Duration,
     pub request_timeout: Duration,
@@ -101,7 +104,8 @@ impl NodeHandle {
     pub fn metrics_text(&self) -> String {
         self.metrics.peers(self.peers.iter().map(|(id, link)| {
             let stats = link.stats();
-            (*id, PeerSample { connected: stats.connected, dropped: stats.dropped })
+            let clock_offset = self.clocks.estimate(*id).map(|e| e.offset_us as f64 / 1e6);
+            (*id, PeerSample { connected: stats.connected, dropped: stats.dropped, clock_offset })
         }));
         self.metrics.render()
     }
@@ -133,6 +137,18 @@ impl NodeHandle {
             uptime_ms: self.started.elapsed().as_millis() as u64,
             voting: s.voting,
             incarnation: s.incarnation,
+            pid: std::process::id(),
+            clock: self
+                .clocks
+                .estimates()
+                .into_iter()
+                .map(|(peer, e)| PeerClock {
+                    peer,
+                    offset_ms: e.offset_ms(),
+                    error_ms: e.error_ms(),
+                    round_trip_ms: e.round_trip_ms(),
+                })
+                .collect(),
         }
     }
 }
@@ -192,6 +208,7 @@ impl NodeApi for NodeHandle {
                 .map(|n| {
                     let is_self = n.id == self.id;
                     let link = self.peers.get(&n.id).map(|l| l.stats());
+                    let clock = if is_self { None } else { self.clocks.estimate(n.id) };
                     MemberInfo {
                         id: n.id,
                         name: n.name.clone(),
@@ -202,6 +219,9 @@ impl NodeApi for NodeHandle {
                         connected: is_self || link.as_ref().is_some_and(|l| l.connected),
                         last_heard_ms: None,
                         match_index: None,
+                        clock_offset_ms: clock.map(|e| e.offset_ms()),
+                        clock_error_ms: clock.map(|e| e.error_ms()),
+                        round_trip_ms: clock.map(|e| e.round_trip_ms()),
                     }
                 })
                 .collect()

@@ -34,11 +34,13 @@ struct VersionLabel {
 }
 
 /// What one peer link reports, read when the metrics are rendered.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PeerSample {
     pub connected: bool,
     /// Messages this node dropped for the peer (full queue, too large), since start.
     pub dropped: u64,
+    /// The peer's clock minus this node's, in seconds; `None` while unknown.
+    pub clock_offset: Option<f64>,
 }
 
 /// Latency buckets from 0.1 ms doubling to about 3.3 s: the first bucket
@@ -67,6 +69,8 @@ pub struct Metrics {
     messages_sent: Family<KindLabel, Counter>,
     peer_connected: Family<PeerLabel, Gauge>,
     peer_dropped: Family<PeerLabel, Counter>,
+    peer_round_trip: Family<PeerLabel, Histogram, fn() -> Histogram>,
+    clock_offset: Family<PeerLabel, Gauge<f64, AtomicU64>>,
     fsync_seconds: Histogram,
     commit_seconds: Histogram,
     records_per_fsync: Histogram,
@@ -102,6 +106,8 @@ impl Metrics {
             messages_sent: Family::default(),
             peer_connected: Family::default(),
             peer_dropped: Family::default(),
+            peer_round_trip: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            clock_offset: Family::default(),
             fsync_seconds: Histogram::new(latency_buckets()),
             commit_seconds: Histogram::new(latency_buckets()),
             records_per_fsync: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
@@ -133,6 +139,16 @@ impl Metrics {
             "peer_messages_dropped",
             "Messages for the peer dropped: pushed out of a full queue, or too large to frame",
             m.peer_dropped.clone(),
+        );
+        r.register(
+            "peer_round_trip_seconds",
+            "Round trips of clock probes to the peer, less the peer's turnaround",
+            m.peer_round_trip.clone(),
+        );
+        r.register(
+            "clock_offset_seconds",
+            "The peer's clock minus this node's, estimated from probe round trips (NTP's clock filter)",
+            m.clock_offset.clone(),
         );
         r.register("wal_fsync_duration_seconds", "Time to append and fdatasync one batch", m.fsync_seconds.clone());
         r.register(
@@ -191,14 +207,28 @@ impl Metrics {
         self.proposals_failed.inc();
     }
 
-    /// Record what the peer links report now.
+    /// Record what the peer links report now. A peer whose clock offset
+    /// is unknown (no recent probe) has no offset sample.
     pub fn peers(&self, peers: impl IntoIterator<Item = (NodeId, PeerSample)>) {
         for (id, sample) in peers {
             let label = PeerLabel { peer: id.to_string() };
             self.peer_connected.get_or_create(&label).set(i64::from(sample.connected));
             // The link counts drops itself; the counter never moves back.
             self.peer_dropped.get_or_create(&label).inner().fetch_max(sample.dropped, Ordering::Relaxed);
+            match sample.clock_offset {
+                Some(offset) => {
+                    self.clock_offset.get_or_create(&label).set(offset);
+                }
+                None => {
+                    self.clock_offset.remove(&label);
+                }
+            }
         }
+    }
+
+    /// One clock probe's round trip to `peer`.
+    pub fn round_trip(&self, peer: NodeId, took: Duration) {
+        self.peer_round_trip.get_or_create(&PeerLabel { peer: peer.to_string() }).observe(took.as_secs_f64());
     }
 
     /// The OpenMetrics text exposition format (which Prometheus scrapes).

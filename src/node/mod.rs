@@ -2,6 +2,7 @@
 //! carries peer messages (`transport`) and operator commands to it;
 //! `handle` is what operator commands see; `serve` wires a node together.
 
+pub mod clock;
 pub mod handle;
 pub mod metrics;
 pub mod metrics_http;

@@ -23,6 +23,11 @@ use tracing::{debug, error, info, warn};
 
 pub type Answer = oneshot::Sender<Result<Response, ClientError>>;
 
+/// The most command bytes one `log` answer carries (past its first entry):
+/// a reader asking for 10,000 entries of large values gets a part and the
+/// `next` slot to go on from, instead of costing the node gigabytes.
+pub const LOG_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
 /// What operator commands ask of the task.
 pub enum NodeRequest {
     Submit {
@@ -209,7 +214,7 @@ impl LoopState {
                 let answer = if from < status.log_start && status.log_start > 0 {
                     Err(status.log_start)
                 } else {
-                    Ok(replica.decided_entries(from, limit))
+                    Ok(replica.decided_entries(from, limit, LOG_ANSWER_BYTES))
                 };
                 let _ = reply.send(answer);
             }
@@ -243,7 +248,7 @@ impl LoopState {
             }
             while w.next < status.applied_index {
                 let Ok(permit) = w.tx.try_reserve() else { return true };
-                match replica.decided_entries(w.next, 1).pop() {
+                match replica.decided_entries(w.next, 1, usize::MAX).pop() {
                     Some(entry) => {
                         w.next = entry.slot + 1;
                         permit.send(Ok(entry));

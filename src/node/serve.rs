@@ -2,6 +2,7 @@
 //! the inventory, recover its replica from disk, start the SSH server and a
 //! link to every peer, then run the consensus task until shutdown.
 
+use super::clock::PeerClocks;
 use super::handle::NodeHandle;
 use super::metrics::Metrics;
 use super::runtime::Runtime;
@@ -14,9 +15,11 @@ use crate::ops::audit::AuditLog;
 use crate::ops::command::{OpsCommand, parse};
 use crate::ops::{Context, run_console, run_line};
 use crate::ops::{EXIT_DENIED, Role};
+use crate::ssh::clock_probe::{ClockExchange, PROBE_INTERVAL};
 use crate::ssh::frame::DEFAULT_MAX_FRAME;
 use crate::ssh::peer::{PeerLink, PeerLinkSettings};
 use crate::ssh::server::{AccessList, OperatorService, OperatorSession, Principal, ServerSettings, SshServer};
+use crate::ssh::wall_clock::WallClock;
 use crate::storage::{DiskStorage, Opened, Owner, Storage};
 use anyhow::{Context as _, bail};
 use std::collections::BTreeMap;
@@ -30,7 +33,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Messages queued for one unreachable peer before the oldest are dropped
 /// (Paxos retransmits what matters).
@@ -117,7 +120,20 @@ pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Res
         access,
         max_frame: DEFAULT_MAX_FRAME,
     };
-    let server = SshServer::bind(settings).await?;
+    // Clock probes read this clock; a skew is a test and drill hook.
+    let clock = WallClock::from_env().map_err(anyhow::Error::msg)?;
+    if clock.skew_ms() != 0 {
+        warn!(
+            node = id,
+            skew_ms = clock.skew_ms(),
+            "clock probes read a skewed clock ({})",
+            crate::ssh::wall_clock::CLOCK_SKEW_ENV
+        );
+    }
+    let metrics = Arc::new(Metrics::new());
+    let clocks = Arc::new(PeerClocks::new(id, cluster.node.clock_skew_warn_ms, metrics.clone()));
+    let exchange = ClockExchange { clock, sink: clocks.clone(), interval: PROBE_INTERVAL };
+    let server = SshServer::bind(settings).await?.with_clock(exchange);
     let ssh_addr = server.local_addr();
     let metrics_listener = match cluster.node.metrics_listen {
         Some(addr) => Some(super::metrics_http::bind(addr).await?),
@@ -138,19 +154,20 @@ pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Res
             queue_bytes: PEER_QUEUE_BYTES,
             backoff_base: Duration::from_millis(50),
             backoff_cap: Duration::from_secs(2),
+            clock,
         };
         links.insert(peer.id, PeerLink::<Message>::spawn(settings, shutdown.clone()));
     }
 
     let (inbox_tx, inbox_rx) = mpsc::channel(8192);
     let (requests_tx, requests_rx) = mpsc::channel(4096);
-    let metrics = Arc::new(Metrics::new());
     let handle = NodeHandle {
         requests: requests_tx,
         inventory: Arc::new(cluster.inventory.clone()),
         id,
         peers: links.clone(),
         metrics: metrics.clone(),
+        clocks,
         started: Instant::now(),
         tick,
         request_timeout: REQUEST_TIMEOUT,

@@ -45,7 +45,7 @@ impl fmt::Display for ReplicaRole {
 }
 
 /// One node's own view of itself and the cluster.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeStatus {
     pub cluster: String,
     pub id: NodeId,
@@ -76,10 +76,29 @@ pub struct NodeStatus {
     /// The data directory's incarnation (random, drawn when it was created).
     #[serde(default)]
     pub incarnation: u64,
+    /// The daemon's process id on its machine (0 from a node that predates it).
+    #[serde(default)]
+    pub pid: u32,
+    /// Each peer's clock as estimated from probe round trips; a peer not
+    /// heard from lately is left out.
+    #[serde(default)]
+    pub clock: Vec<PeerClock>,
+}
+
+/// A peer's clock relative to this node's, from NTP-style probe round trips.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerClock {
+    pub peer: NodeId,
+    /// The peer's clock minus this node's.
+    pub offset_ms: f64,
+    /// The true offset lies within `offset_ms ± error_ms`.
+    pub error_ms: f64,
+    /// The probe round trip the estimate rests on.
+    pub round_trip_ms: f64,
 }
 
 /// A cluster member as one node sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemberInfo {
     pub id: NodeId,
     pub name: String,
@@ -94,6 +113,15 @@ pub struct MemberInfo {
     /// The leader's knowledge of the member's log: every slot below is chosen
     /// there. Only the leader knows this.
     pub match_index: Option<Slot>,
+    /// The member's clock minus this node's (`None` for this node, or unknown).
+    #[serde(default)]
+    pub clock_offset_ms: Option<f64>,
+    /// The offset's error bound.
+    #[serde(default)]
+    pub clock_error_ms: Option<f64>,
+    /// The clock probe round trip to the member.
+    #[serde(default)]
+    pub round_trip_ms: Option<f64>,
 }
 
 /// A mutation decided in the log, with the state machine's answer.

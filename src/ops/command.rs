@@ -164,6 +164,9 @@ registry! {
             "pending_requests": "commands submitted here and not answered yet", "uptime_ms": "since the node started",
             "voting": "voter, or introducing / rejoining while this node may not vote yet",
             "incarnation": "the data directory's random incarnation",
+            "pid": "the daemon's process id on its machine",
+            "clock": "[{peer, offset_ms, error_ms, round_trip_ms}]: each peer's clock minus this node's, \
+                      within ± error_ms, from probe round trips; peers not heard from lately are left out",
         };
     Leader {}
         name: "leader", access: read_only,
@@ -178,7 +181,9 @@ registry! {
         usage: "paxos members [--json]",
         summary: "every node with its roles and connection",
         json: {
-            "members": "[{id, name, address, roles, is_self, is_leader, connected, last_heard_ms, match_index}]",
+            "members": "[{id, name, address, roles, is_self, is_leader, connected, last_heard_ms, match_index, \
+                        clock_offset_ms, clock_error_ms, round_trip_ms}]; the clock fields are null for this node \
+                        and for members without a recent probe",
         };
     Propose {
         #[arg(required = true, allow_negative_numbers = true)]

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use std::fmt::Write as _;
 
 /// The successful outcome of one command.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Answer {
     Status(NodeStatus),
     /// `None` when this node knows no leader.
@@ -139,11 +139,26 @@ fn status_text(s: &NodeStatus) -> String {
     }
     let _ = writeln!(t, "pending    {}", s.pending_requests);
     let _ = writeln!(t, "uptime     {}", duration_text(s.uptime_ms));
+    for (i, c) in s.clock.iter().enumerate() {
+        let label = if i == 0 { "clock" } else { "" };
+        let _ = writeln!(
+            t,
+            "{label:<10} node {}: {} (round trip {:.2} ms)",
+            c.peer,
+            offset_text(c.offset_ms, c.error_ms),
+            c.round_trip_ms
+        );
+    }
     t
 }
 
+/// "+2000.03 ms ±0.05": a peer's clock minus this node's, with its error bound.
+pub fn offset_text(offset_ms: f64, error_ms: f64) -> String {
+    format!("{offset_ms:+.2} ms ±{error_ms:.2}")
+}
+
 fn members_text(members: &[MemberInfo]) -> String {
-    let rows: Vec<[String; 5]> = members
+    let rows: Vec<[String; 7]> = members
         .iter()
         .map(|m| {
             let mut state = vec![if m.connected { "connected" } else { "unreachable" }];
@@ -160,14 +175,20 @@ fn members_text(members: &[MemberInfo]) -> String {
             if let Some(index) = m.match_index {
                 let _ = write!(state, ", match {index}");
             }
-            [m.id.to_string(), m.name.clone(), m.address.clone(), m.roles.join(","), state]
+            let clock = match (m.clock_offset_ms, m.clock_error_ms) {
+                (Some(offset), Some(error)) => offset_text(offset, error),
+                _ => "-".to_owned(),
+            };
+            let round_trip = m.round_trip_ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2} ms"));
+            [m.id.to_string(), m.name.clone(), m.address.clone(), m.roles.join(","), state, clock, round_trip]
         })
         .collect();
-    let header = ["ID", "NAME", "ADDRESS", "ROLES", "STATE"].map(String::from);
-    let mut widths = header.clone().map(|h| h.len());
+    let header = ["ID", "NAME", "ADDRESS", "ROLES", "STATE", "CLOCK", "RTT"].map(String::from);
+    // In characters, as `format!` pads: "±" is two bytes.
+    let mut widths = header.clone().map(|h| h.chars().count());
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
+            *w = (*w).max(cell.chars().count());
         }
     }
     let mut t = String::new();

@@ -82,6 +82,21 @@ impl std::fmt::Display for Rules {
     }
 }
 
+/// The rules that cut a node off from `peers`: both ways, or its outgoing traffic only.
+pub fn isolation_rules(peers: impl IntoIterator<Item = u64>, both: bool) -> String {
+    let verb = if both { "both" } else { "to" };
+    peers.into_iter().map(|p| format!("drop {verb} {p}\n")).collect()
+}
+
+/// Replaces a fault file with `rules` (empty clears them): written to a
+/// temp file beside it and renamed, so the daemon never reads half a file.
+pub fn write_rules(path: &std::path::Path, rules: &str) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, rules)?;
+    std::fs::rename(&tmp, path)
+}
+
 static ANY: AtomicBool = AtomicBool::new(false);
 static RULES: RwLock<BTreeMap<u64, Rules>> = RwLock::new(BTreeMap::new());
 

@@ -1,20 +1,24 @@
 //! The SSH transport: an embedded russh server that authenticates every
 //! connection by public key and dispatches channels by role
 //! (`server`), outbound links to peers with pinned host keys (`peer`), an
-//! operator client (`client`), the peer wire format (`frame`), and fault
-//! injection for tests (`faults`).
+//! operator client (`client`), the peer wire format (`frame`), clock
+//! probes between peers (`clock_probe`, estimated by `clock`, read from
+//! `wall_clock`), and fault injection for tests (`faults`).
 //!
 //! The transport is generic over the message type, so it does not depend on
 //! the consensus core: anything `Serialize + DeserializeOwned` travels.
 
 pub mod algorithms;
 pub mod client;
+pub mod clock;
+pub mod clock_probe;
 pub mod faults;
 pub mod frame;
 pub mod limits;
 pub mod peer;
 pub mod server;
 mod stdin;
+pub mod wall_clock;
 
 pub use client::{CommandOutput, Console, SshClient, StreamEvent};
 pub use frame::{Hello, PEER_SUBSYSTEM, PROTOCOL_VERSION, peer_codec};

@@ -3,12 +3,18 @@
 //! messages as frames. The queue is bounded and drops the oldest message
 //! when full, because Paxos retransmits and a stale message is the least
 //! useful one; `send` never blocks the consensus loop.
+//!
+//! The peer writes only clock probes on the channel (`clock_probe`); the
+//! link answers each at once, ahead of the queue, with its own clock's
+//! receive and send times.
 
 use super::client::{PinnedHostKey, client_config, open_subsystem};
-use super::frame::{self, PEER_SUBSYSTEM};
+use super::clock_probe::{self, CLOCK_FRAME_MAX};
+use super::frame::{self, FrameError, PEER_SUBSYSTEM};
+use super::wall_clock::WallClock;
 use super::{SSH_USER, SshError};
 use crate::keys::fingerprint;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::SinkExt;
 use rand::RngExt;
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKey};
@@ -19,7 +25,7 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
-use tokio_util::codec::FramedWrite;
+use tokio_util::codec::{Decoder, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing::{debug, error, info, warn};
@@ -40,6 +46,8 @@ pub struct PeerLinkSettings {
     pub queue_bytes: usize,
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
+    /// The clock that stamps answers to the peer's clock probes.
+    pub clock: WallClock,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -255,7 +263,26 @@ impl<M: Serialize + Send + 'static> LinkTask<M> {
         }
         info!("node {} linked to {}", s.local_node, self.describe());
 
+        // Clock probes from the peer: bytes not yet cut into frames, and the
+        // probes (origin, arrival) awaiting an echo.
+        let mut inbound = BytesMut::new();
+        let mut probe_codec = frame::peer_codec(CLOCK_FRAME_MAX);
+        let mut probes: VecDeque<(i64, i64)> = VecDeque::new();
         loop {
+            if !probes.is_empty() {
+                let drop_echoes = super::faults::drops_to(s.local_node, s.peer_node);
+                for (origin, received) in probes.drain(..) {
+                    if drop_echoes {
+                        continue; // an injected fault (testing only)
+                    }
+                    if let Err(e) = frames.feed(clock_probe::echo_frame(origin, received, &s.clock)).await {
+                        return Ended::Lost(format!("writing to channel: {e}"));
+                    }
+                }
+                if let Err(e) = SinkExt::<Bytes>::flush(&mut frames).await {
+                    return Ended::Lost(format!("writing to channel: {e}"));
+                }
+            }
             // Messages queued while disconnected, or since the last wakeup,
             // go out as one batch behind a single flush.
             let batch: Vec<Bytes> = {
@@ -281,12 +308,21 @@ impl<M: Serialize + Send + 'static> LinkTask<M> {
             }
             tokio::select! {
                 _ = self.shared.wakeup.notified() => {}
-                // The server never writes on a peer channel; read anyway so
-                // window adjustments and the close are noticed and nothing
-                // piles up unread.
+                // The server writes only clock probes; reading also notices
+                // the close, and leaves nothing piled up unread.
                 msg = read.wait() => match msg {
                     None | Some(ChannelMsg::Close) | Some(ChannelMsg::Eof) => {
                         return Ended::Lost("peer closed the channel".into());
+                    }
+                    Some(ChannelMsg::Data { data }) => {
+                        let received = s.clock.now_us();
+                        inbound.extend_from_slice(&data);
+                        if let Err(e) = take_probes(&mut probe_codec, &mut inbound, received, &mut probes) {
+                            return Ended::Lost(format!("peer wrote a bad clock probe: {e}"));
+                        }
+                        if super::faults::drops_from(s.local_node, s.peer_node) {
+                            probes.clear(); // an injected fault (testing only)
+                        }
                     }
                     Some(_) => {}
                 },
@@ -297,6 +333,28 @@ impl<M: Serialize + Send + 'static> LinkTask<M> {
         }
     }
 }
+
+/// Cuts the probe frames out of `inbound`, queueing (origin, `received`)
+/// for each; a frame over `CLOCK_FRAME_MAX` or anything but a probe is an
+/// error. At most `MAX_PENDING_ECHOES` wait; older ones are given up.
+fn take_probes(
+    codec: &mut tokio_util::codec::LengthDelimitedCodec,
+    inbound: &mut BytesMut,
+    received: i64,
+    probes: &mut VecDeque<(i64, i64)>,
+) -> Result<(), FrameError> {
+    while let Some(body) = codec.decode(inbound).map_err(|e| FrameError::from_read(e, CLOCK_FRAME_MAX))? {
+        let origin = clock_probe::read_probe(&body)?;
+        if probes.len() >= MAX_PENDING_ECHOES {
+            probes.pop_front();
+        }
+        probes.push_back((origin, received));
+    }
+    Ok(())
+}
+
+/// Echoes waiting to be written; the prober remembers no more probes than this.
+const MAX_PENDING_ECHOES: usize = 4;
 
 async fn dial(s: &PeerLinkSettings) -> Result<client::Handle<PinnedHostKey>, SshError> {
     let what = format!("peer {} at {}", s.peer_node, s.peer_addr);
@@ -330,6 +388,48 @@ fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn framed(body: &[u8]) -> Vec<u8> {
+        let mut out = (body.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn probes_are_cut_from_any_chunking_and_bad_ones_end_the_link() {
+        let mut codec = frame::peer_codec(CLOCK_FRAME_MAX);
+        let mut probes = VecDeque::new();
+        let mut wire = Vec::new();
+        for origin in 1..=6 {
+            wire.extend(framed(format!(r#"{{"type":"clock_probe","origin":{origin}}}"#).as_bytes()));
+        }
+        // Byte by byte: frames come out whole, stamped on arrival.
+        let mut inbound = BytesMut::new();
+        for (i, byte) in wire.iter().enumerate() {
+            inbound.extend_from_slice(&[*byte]);
+            take_probes(&mut codec, &mut inbound, i as i64, &mut probes).unwrap();
+        }
+        assert!(inbound.is_empty());
+        // Six probes, of which the last MAX_PENDING_ECHOES wait.
+        let origins: Vec<i64> = probes.iter().map(|(origin, _)| *origin).collect();
+        assert_eq!(origins, [3, 4, 5, 6]);
+        assert_eq!(probes.back().unwrap().1, wire.len() as i64 - 1);
+
+        let too_long = ((CLOCK_FRAME_MAX + 1) as u32).to_be_bytes().to_vec();
+        let echo = framed(br#"{"type":"clock_echo","origin":1,"received":2,"sent":3}"#);
+        let cases: [(Vec<u8>, &str); 4] = [
+            (too_long, "exceeds the limit"),
+            (framed(b"{not json"), "malformed JSON"),
+            (framed(br#"{"type":"accept","ballot":1}"#), "malformed JSON"),
+            (echo, "only the dialling node sends clock echoes"),
+        ];
+        for (bytes, complaint) in cases {
+            let mut codec = frame::peer_codec(CLOCK_FRAME_MAX);
+            let mut inbound = BytesMut::from(&bytes[..]);
+            let err = take_probes(&mut codec, &mut inbound, 1, &mut VecDeque::new()).unwrap_err();
+            assert!(err.to_string().contains(complaint), "{err}");
+        }
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -3,7 +3,8 @@
 //!
 //! - `paxos-peer` (peers only): length-delimited JSON frames, read on their
 //!   own task and handed to the node's inbox tagged with the authenticated
-//!   peer id.
+//!   peer id. With a `ClockExchange` set, the server also writes clock
+//!   probes on each such channel and takes the echoes (`clock_probe`).
 //! - `paxos` / `paxos <command line>` subsystems and `paxos ...` exec
 //!   requests (operators and readers): handed to the `OperatorService`.
 //!
@@ -14,11 +15,12 @@
 //! passes the admission limits (`limits`) first and is closed if it has not
 //! authenticated within the deadline.
 
+use super::clock_probe::{self, ClockExchange, ClockFrame, Echoed, Prober};
 use super::frame::{self, FrameError, PEER_SUBSYSTEM};
 use super::limits::{Admission, ConnectionLimits, Ticket};
 use super::{SshError, stdin};
 use crate::keys::fingerprint;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use russh::keys::{PrivateKey, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
@@ -29,12 +31,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::codec::FramedRead;
+use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing::{debug, error, info, warn};
@@ -128,6 +130,7 @@ pub struct SshServer {
     max_frame: usize,
     config: Arc<russh::server::Config>,
     limits: ConnectionLimits,
+    clock: Option<ClockExchange>,
 }
 
 /// Whether a subsystem name or exec command is an operator command line.
@@ -169,6 +172,7 @@ impl SshServer {
             max_frame: settings.max_frame,
             config: Arc::new(config),
             limits: ConnectionLimits::DEFAULT,
+            clock: None,
         })
     }
 
@@ -178,6 +182,13 @@ impl SshServer {
         limits.validate().map_err(SshError::InvalidLimits)?;
         self.limits = limits;
         Ok(self)
+    }
+
+    /// Probes the clock of every peer whose channel this server accepts
+    /// (off unless set).
+    pub fn with_clock(mut self, exchange: ClockExchange) -> SshServer {
+        self.clock = Some(exchange);
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -202,6 +213,7 @@ impl SshServer {
             ops,
             max_frame: self.max_frame,
             shutdown: shutdown.clone(),
+            clock: self.clock,
         });
         info!(node = self.node, addr = %self.local_addr, limits = ?self.limits, "ssh server listening");
         accept::serve(self.listener, self.config, Admission::new(self.limits), shared, shutdown).await;
@@ -216,6 +228,7 @@ struct Shared<M> {
     ops: Arc<dyn OperatorService>,
     max_frame: usize,
     shutdown: CancellationToken,
+    clock: Option<ClockExchange>,
 }
 
 /// One client connection.
@@ -471,7 +484,9 @@ impl<M: DeserializeOwned + Send + 'static> russh::server::Handler for Connection
 
 /// Reads one peer channel until it ends, the node shuts down, or the peer
 /// sends something it should not; then the channel is closed (dropping the
-/// stream does that) and only this channel is affected.
+/// stream does that) and only this channel is affected. Clock probes go out
+/// on their own task, so a write waiting on the channel never holds up
+/// reading.
 async fn read_peer_channel<M: DeserializeOwned + Send + 'static>(
     channel: Channel<Msg>,
     peer: u64,
@@ -479,24 +494,40 @@ async fn read_peer_channel<M: DeserializeOwned + Send + 'static>(
     shared: Arc<Shared<M>>,
 ) {
     let max = shared.max_frame;
-    let mut frames = FramedRead::new(channel.into_stream(), frame::peer_codec(max));
+    let (reader, writer) = tokio::io::split(channel.into_stream());
+    let mut frames = FramedRead::new(reader, frame::peer_codec(max));
     let mut next = async || -> Result<Option<bytes::BytesMut>, FrameError> {
         tokio::select! {
             _ = shared.shutdown.cancelled() => Ok(None),
             item = frames.next() => item.transpose().map_err(|e| FrameError::from_read(e, max)),
         }
     };
+    let prober = Arc::new(Mutex::new(Prober::default()));
+    let mut probing = None;
     let result: Result<(), FrameError> = async {
         let Some(first) = next().await? else {
             return Ok(());
         };
         frame::decode_hello(&first, peer)?;
         info!("node {peer} at {addr} opened {PEER_SUBSYSTEM} to node {}", shared.node);
+        if let Some(exchange) = &shared.clock {
+            exchange.sink.restart(peer);
+            let task = send_probes(writer, shared.node, peer, exchange.clone(), prober.clone());
+            probing = Some(AbortOnDrop(tokio::spawn(task.in_current_span())));
+        }
         while let Some(body) = next().await? {
+            let arrived = shared.clock.as_ref().map(|c| c.clock.now_us());
             if super::faults::drops_from(shared.node, peer) {
                 continue; // an injected fault (testing only)
             }
-            let msg = frame::decode_message::<M>(&body)?;
+            let msg = match frame::decode_message::<M>(&body) {
+                Ok(msg) => msg,
+                Err(FrameError::UnknownType { kind, .. }) if kind == clock_probe::ECHO_TYPE => {
+                    take_echo(&body, arrived, peer, &shared, &prober)?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if shared.inbox.send((peer, msg)).await.is_err() {
                 break; // the node stopped
             }
@@ -504,8 +535,68 @@ async fn read_peer_channel<M: DeserializeOwned + Send + 'static>(
         Ok(())
     }
     .await;
+    drop(probing);
     match result {
         Ok(()) => debug!("{PEER_SUBSYSTEM} channel from node {peer} at {addr} ended"),
         Err(e) => error!("closing {PEER_SUBSYSTEM} channel from node {peer} at {addr}: {e}"),
+    }
+}
+
+/// Hands the sample an echo frame makes to the sink. A malformed echo
+/// closes the channel like any bad frame; an echo that answers no probe
+/// in flight, or whose times cannot be real, is only left out.
+fn take_echo<M>(
+    body: &[u8],
+    arrived: Option<i64>,
+    peer: u64,
+    shared: &Shared<M>,
+    prober: &Mutex<Prober>,
+) -> Result<(), FrameError> {
+    let ClockFrame::ClockEcho { origin, received, sent } = ClockFrame::decode(body)? else {
+        return Err(FrameError::Malformed("a clock probe is not a message for this node".into()));
+    };
+    let (Some(exchange), Some(now)) = (&shared.clock, arrived) else {
+        return Ok(()); // this node sends no probes; nothing to match
+    };
+    let echoed = prober.lock().unwrap_or_else(|e| e.into_inner()).echo(origin, received, sent, now);
+    match echoed {
+        Echoed::Sample(sample) => exchange.sink.sample(peer, sample),
+        Echoed::Unmatched => debug!("clock echo from node {peer} answers no probe in flight; ignored"),
+        Echoed::Rejected(reason) => debug!("clock echo from node {peer} ignored: {reason}"),
+    }
+    Ok(())
+}
+
+/// Writes a clock probe on the channel every `interval` until the write
+/// fails or the task is aborted (the channel's reader ended).
+async fn send_probes<W: AsyncWrite + Send + Unpin>(
+    writer: W,
+    node: u64,
+    peer: u64,
+    exchange: ClockExchange,
+    prober: Arc<Mutex<Prober>>,
+) {
+    let mut frames = FramedWrite::new(writer, frame::peer_codec(clock_probe::CLOCK_FRAME_MAX));
+    let mut ticks = tokio::time::interval(exchange.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if super::faults::drops_to(node, peer) {
+            continue; // an injected fault (testing only)
+        }
+        let body = prober.lock().unwrap_or_else(|e| e.into_inner()).probe(exchange.clock.now_us());
+        if let Err(e) = frames.send(body).await {
+            debug!("clock probes to node {peer} stopped: {e}");
+            return;
+        }
+    }
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -272,6 +272,12 @@ impl Cluster {
 
     /// `paxos serve --config nodeN.json`, its output appended to nodeN.log.
     pub fn spawn(&mut self, id: u64) {
+        self.spawn_with_env(id, &[]);
+    }
+
+    /// `spawn`, with extra environment variables for the daemon (test hooks
+    /// such as `PAXOS_CLOCK_SKEW_MS`).
+    pub fn spawn_with_env(&mut self, id: u64, env: &[(&str, &str)]) {
         let node = self.node_mut(id);
         assert!(node.child.is_none(), "node {id} is already running");
         let log = fs::OpenOptions::new().create(true).append(true).open(&node.log).unwrap();
@@ -280,6 +286,7 @@ impl Cluster {
             .arg("--config")
             .arg(&node.config)
             .env("RUST_LOG", "info,russh=warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -617,5 +624,74 @@ impl Drop for Streaming {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The nodes of a `paxos up` run (and any a test or drill restarted),
+/// killed by PID when dropped: only a PID whose command line is `serve`
+/// with this run's data directory.
+pub struct UpNodes {
+    pub pids: Vec<u32>,
+    pub data: PathBuf,
+}
+
+impl UpNodes {
+    pub fn alive(&self, pid: u32) -> bool {
+        fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(" serve ") && cmdline.contains(&*self.data.to_string_lossy())
+        })
+    }
+}
+
+impl Drop for UpNodes {
+    fn drop(&mut self) {
+        for &pid in &self.pids {
+            if self.alive(pid) {
+                // SAFETY: kill(2) on a PID just checked to be one of this test's nodes.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// A 3-node `paxos up` in a temp dir, on free ports, once it printed its leader.
+pub struct Up {
+    pub dir: tempfile::TempDir,
+    pub keys: PathBuf,
+    pub hosts: PathBuf,
+    pub data: PathBuf,
+    pub base_port: u16,
+    /// `paxos up` itself (SIGKILLed when dropped, before the nodes).
+    pub up: Streaming,
+    pub nodes: UpNodes,
+}
+
+impl Up {
+    pub fn start() -> Up {
+        let dir = tempfile::Builder::new().prefix("paxos-itest-up-").tempdir().unwrap();
+        let (keys, hosts, data) =
+            (dir.path().join("keys"), dir.path().join("hosts/local.json"), dir.path().join("data"));
+        let base_port = free_ports_in_a_row(3);
+        let mut cmd = Command::new(PAXOS);
+        cmd.args(["up", "--nodes", "3", "--base-port", &base_port.to_string()])
+            .arg("--keys")
+            .arg(&keys)
+            .arg("--hosts")
+            .arg(&hosts)
+            .arg("--data")
+            .arg(&data);
+        let mut up = Streaming::spawn(cmd);
+        let mut nodes = UpNodes { pids: Vec::new(), data: data.clone() };
+        let seen = up
+            .read_until(|line| line.starts_with("cluster \"local\" is up: 3 nodes, leader node"))
+            .unwrap_or_else(|seen| panic!("paxos up did not come up: {seen:?}"));
+        for line in &seen {
+            if let Some(pid) = line.split("(pid ").nth(1).and_then(|rest| rest.split(')').next()?.parse().ok()) {
+                nodes.pids.push(pid);
+            }
+        }
+        assert_eq!(nodes.pids.len(), 3, "{seen:?}");
+        Up { dir, keys, hosts, data, base_port, up, nodes }
     }
 }

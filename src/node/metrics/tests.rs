@@ -46,7 +46,8 @@ fn status(leader: Option<NodeId>, role: &str, elections: u64) -> Status {
 fn every_operator_facing_name_is_present_with_its_type() {
     let m = Metrics::new();
     m.observe(&status(Some(1), "leader", 1), 3);
-    m.peers([(2, PeerSample { connected: true, dropped: 0 })]);
+    m.peers([(2, PeerSample { connected: true, dropped: 0, clock_offset: Some(0.25) })]);
+    m.round_trip(2, Duration::from_micros(150));
     let e = parsed(&m);
     let expected = [
         ("paxos_has_leader", OpenMetricsType::Gauge),
@@ -63,6 +64,8 @@ fn every_operator_facing_name_is_present_with_its_type() {
         ("paxos_snapshot_index", OpenMetricsType::Gauge),
         ("paxos_peer_connected", OpenMetricsType::Gauge),
         ("paxos_peer_messages_dropped", OpenMetricsType::Counter),
+        ("paxos_peer_round_trip_seconds", OpenMetricsType::Histogram),
+        ("paxos_clock_offset_seconds", OpenMetricsType::Gauge),
         ("paxos_build_info", OpenMetricsType::Gauge),
     ];
     for (name, kind) in expected {
@@ -125,8 +128,11 @@ fn proposals_and_latencies_resolve_a_tenth_of_a_millisecond() {
 #[test]
 fn peer_samples_label_by_peer_and_drops_never_go_back() {
     let m = Metrics::new();
-    m.peers([(2, PeerSample { connected: true, dropped: 5 }), (3, PeerSample { connected: false, dropped: 0 })]);
-    m.peers([(2, PeerSample { connected: false, dropped: 9 })]);
+    m.peers([
+        (2, PeerSample { connected: true, dropped: 5, clock_offset: None }),
+        (3, PeerSample { connected: false, dropped: 0, clock_offset: None }),
+    ]);
+    m.peers([(2, PeerSample { connected: false, dropped: 9, clock_offset: None })]);
     let e = parsed(&m);
     let by_peer = |family: &str| -> Vec<(String, f64)> {
         let mut v: Vec<(String, f64)> = e.families[family]
@@ -162,4 +168,45 @@ fn the_text_keeps_the_older_names_operators_may_use() {
         assert!(e.families.contains_key(name), "{name}");
     }
     assert!(m.render().ends_with("# EOF\n"));
+}
+
+#[test]
+fn clock_offsets_and_round_trips_are_per_peer_and_unknown_offsets_leave() {
+    let m = Metrics::new();
+    let sample = |clock_offset| PeerSample { connected: true, dropped: 0, clock_offset };
+    m.peers([(2, sample(Some(2.0005))), (3, sample(Some(-0.75)))]);
+    for micros in [90, 120, 5_000] {
+        m.round_trip(2, Duration::from_micros(micros));
+    }
+    m.round_trip(3, Duration::from_micros(200));
+    let e = parsed(&m);
+    let mut offsets: Vec<(String, f64)> = e.families["paxos_clock_offset_seconds"]
+        .iter_samples()
+        .map(|s| {
+            let OpenMetricsValue::Gauge(g) = &s.value else { panic!("{:?}", s.value) };
+            (s.get_labelset().unwrap().get_label_value("peer").unwrap().to_owned(), g.as_f64())
+        })
+        .collect();
+    offsets.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(offsets, vec![("2".into(), 2.0005), ("3".into(), -0.75)]);
+    for s in e.families["paxos_peer_round_trip_seconds"].iter_samples() {
+        let peer = s.get_labelset().unwrap().get_label_value("peer").unwrap().to_owned();
+        let OpenMetricsValue::Histogram(h) = &s.value else { panic!("{:?}", s.value) };
+        let first = h.buckets.iter().map(|b| b.upper_bound).fold(f64::INFINITY, f64::min);
+        assert!(first <= 0.0001, "a loopback round trip must be resolved: {first}");
+        let under_first = h.buckets.iter().find(|b| b.upper_bound == first).unwrap().count.as_f64();
+        match peer.as_str() {
+            "2" => assert_eq!((h.count, under_first), (Some(3), 1.0)),
+            "3" => assert_eq!((h.count, under_first), (Some(1), 0.0)),
+            other => panic!("peer {other}"),
+        }
+    }
+    // No estimate any more (the peer went quiet): its offset is not reported.
+    m.peers([(3, sample(None))]);
+    let e = parsed(&m);
+    let peers: Vec<_> = e.families["paxos_clock_offset_seconds"]
+        .iter_samples()
+        .map(|s| s.get_labelset().unwrap().get_label_value("peer").unwrap().to_owned())
+        .collect();
+    assert_eq!(peers, ["2"]);
 }

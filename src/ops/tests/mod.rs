@@ -71,6 +71,9 @@ pub fn member(id: NodeId, leader: Option<NodeId>) -> MemberInfo {
         connected: id != 3,
         last_heard_ms: if id == 1 { None } else { Some(40) },
         match_index: if leader == Some(1) { Some(7) } else { None },
+        clock_offset_ms: if id == 2 { Some(2000.031) } else { None },
+        clock_error_ms: if id == 2 { Some(0.052) } else { None },
+        round_trip_ms: if id == 2 { Some(0.104) } else { None },
     }
 }
 
@@ -92,6 +95,11 @@ pub fn status(leader: Option<NodeId>, commit_index: u64) -> NodeStatus {
         uptime_ms: 3_723_000,
         voting: "voter".into(),
         incarnation: 4242,
+        pid: 4321,
+        clock: vec![
+            PeerClock { peer: 2, offset_ms: 2000.031, error_ms: 0.052, round_trip_ms: 0.104 },
+            PeerClock { peer: 3, offset_ms: -0.012, error_ms: 0.047, round_trip_ms: 0.094 },
+        ],
     }
 }
 

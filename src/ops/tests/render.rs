@@ -76,6 +76,8 @@ fn status_text_shows_the_protocol_view() {
         "ballot     3.1 (promised 3.1)\n",
         "commit     42 (applied 42)\n",
         "uptime     1h02m03s\n",
+        "clock      node 2: +2000.03 ms ±0.05 (round trip 0.10 ms)\n",
+        "           node 3: -0.01 ms ±0.05 (round trip 0.09 ms)\n",
     ] {
         assert!(text.contains(expected), "{text}\nmissing {expected:?}");
     }
@@ -92,6 +94,9 @@ fn members_text_is_an_aligned_table() {
     assert!(lines[0].starts_with("ID  NAME   ADDRESS         ROLES"), "{text}");
     assert!(lines[1].contains("leader, connected, self, match 7"), "{text}");
     assert!(lines[3].contains("unreachable, heard 40 ms ago"), "{text}");
+    let clock = lines[0].find("CLOCK").unwrap();
+    assert_eq!(&lines[2][clock..], "+2000.03 ms ±0.05  0.10 ms", "{text}");
+    assert!(lines[1][clock..].starts_with("-  "), "no clock for this node itself: {text}");
     let column = lines[0].find("STATE").unwrap();
     assert!(lines.iter().skip(1).all(|l| l.len() > column), "{text}");
 }
@@ -167,12 +172,25 @@ fn status_and_members_json_carry_every_field() {
     assert_eq!(v["commit_index"], 42);
     assert_eq!(v["last_heartbeat_age_ms"], json!(null));
     assert_eq!(v["uptime_ms"], 3_723_000);
-    let back: NodeStatus = serde_json::from_value(v).unwrap();
+    assert_eq!(v["pid"], 4321);
+    assert_eq!(v["clock"][0], json!({"peer": 2, "offset_ms": 2000.031, "error_ms": 0.052, "round_trip_ms": 0.104}));
+    let back: NodeStatus = serde_json::from_value(v.clone()).unwrap();
     assert_eq!(back, status(Some(2), 42));
+    // A status from a node without clock probes still reads.
+    let mut old = v;
+    old.as_object_mut().unwrap().remove("clock");
+    assert!(serde_json::from_value::<NodeStatus>(old).unwrap().clock.is_empty());
 
     let v = Answer::Members(vec![member(2, Some(2))]).json();
     assert_eq!(v["members"][0]["is_leader"], true);
     assert_eq!(v["members"][0]["address"], "127.0.0.1:7102");
+    assert_eq!(v["members"][0]["clock_offset_ms"], 2000.031);
+    assert_eq!(v["members"][0]["clock_error_ms"], 0.052);
+    assert_eq!(v["members"][0]["round_trip_ms"], 0.104);
+    let v = Answer::Members(vec![member(1, Some(2))]).json();
+    for key in ["clock_offset_ms", "clock_error_ms", "round_trip_ms"] {
+        assert_eq!(v["members"][0][key], json!(null), "{key}");
+    }
     let help = Answer::help(None, Role::Reader).json();
     assert_eq!(help["commands"].as_array().unwrap().len(), crate::ops::COMMANDS.len());
 }
