@@ -38,6 +38,7 @@ pub const PLAYBOOK_VARS: &[&str] = &[
     "paxos_controller_identity",
     "paxos_catch_up_timeout",
     "paxos_metrics_listen",
+    "paxos_clock_skew_warn_ms",
 ];
 
 /// Settings read only by `paxos drill`: shell command templates that apply

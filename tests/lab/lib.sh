@@ -63,6 +63,10 @@ teardown() {
 paxos_cli() { "$PAXOS" --cluster "$WORK/lab.json" -i "$WORK/keys/operator" "$@"; }
 
 # The cluster's status rows as JSON (only nodes that answered).
+# Every node up, each with a clock estimate for both of its peers.
+clocks_estimated() {
+    status_json | python3 -c 'import json, sys; rows = json.load(sys.stdin); sys.exit(0 if len(rows) == 3 and all(r["up"] and len(r["status"].get("clock", [])) == 2 for r in rows) else 1)'
+}
 status_json() { timeout 20 "$PAXOS" --cluster "$WORK/lab.json" -i "$WORK/keys/operator" status --json 2>/dev/null; }
 
 leader_id() {
