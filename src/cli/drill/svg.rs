@@ -179,7 +179,7 @@ pub fn render(drill: &Drill) -> String {
         let anchor = if xm > WIDTH - 160.0 { "end" } else { "start" };
         let _ = writeln!(
             s,
-            r#"<text x="{:.1}" y="{:.1}" fill="{stroke}" text-anchor="{anchor}">{} ({:.0} ms)</text>"#,
+            r#"<text x="{:.1}" y="{:.1}" fill="{stroke}" stroke="white" stroke-width="3" paint-order="stroke" text-anchor="{anchor}">{} ({:.0} ms)</text>"#,
             xm + if anchor == "start" { 3.0 } else { -3.0 },
             PLOT_TOP - 8.0 + lift + 12.0,
             escape(&label),

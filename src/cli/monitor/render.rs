@@ -79,11 +79,16 @@ fn millis_text(ms: u64) -> String {
     if ms < 10_000 { format!("{ms}ms") } else { crate::ops::render::duration_text(ms) }
 }
 
-/// A signed clock offset: "+0.4ms", "-120ms", "+2.50s".
+/// A signed clock offset: "+0.04ms", "+4.2ms", "-120ms", "+2.50s"; one
+/// that rounds to zero is "0.00ms", without a sign.
 pub fn offset_text(ms: f64) -> String {
     let sign = if ms < 0.0 { '-' } else { '+' };
     let abs = ms.abs();
-    if abs < 10.0 {
+    if abs < 0.005 {
+        "0.00ms".into()
+    } else if abs < 1.0 {
+        format!("{sign}{abs:.2}ms")
+    } else if abs < 10.0 {
         format!("{sign}{abs:.1}ms")
     } else if abs < 1000.0 {
         format!("{sign}{abs:.0}ms")
@@ -306,7 +311,10 @@ mod tests {
 
     #[test]
     fn figures_are_short() {
-        assert_eq!(offset_text(0.42), "+0.4ms");
+        assert_eq!(offset_text(0.42), "+0.42ms");
+        assert_eq!(offset_text(-0.004), "0.00ms");
+        assert_eq!(offset_text(-0.03), "-0.03ms");
+        assert_eq!(offset_text(4.24), "+4.2ms");
         assert_eq!(offset_text(-120.4), "-120ms");
         assert_eq!(offset_text(2500.0), "+2.50s");
         assert_eq!(seconds_text(0.00042), "0.42ms");
