@@ -94,10 +94,6 @@ fn link_settings(local: u64, key: &TestKey, addr: String, pinned: &TestKey, cloc
     }
 }
 
-fn peers(list: &[(u64, &TestKey)]) -> AccessList {
-    AccessList { peers: list.iter().map(|(id, k)| (*id, k.public.clone())).collect(), ..AccessList::default() }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skewed_peers_are_measured_within_the_error_bound() {
     logs();
@@ -140,12 +136,6 @@ async fn skewed_peers_are_measured_within_the_error_bound() {
     shutdown.cancel();
 }
 
-fn raw_frame(body: &[u8]) -> Vec<u8> {
-    let mut out = (body.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(body);
-    out
-}
-
 /// The next clock probe the server writes on `channel` (its origin).
 async fn next_probe(channel: &mut russh::Channel<russh::client::Msg>, pending: &mut Vec<u8>) -> i64 {
     let wait = async {
@@ -168,18 +158,6 @@ async fn next_probe(channel: &mut russh::Channel<russh::client::Msg>, pending: &
         }
     };
     tokio::time::timeout(WAIT, wait).await.unwrap_or_else(|_| panic!("no probe\nlogs:\n{}", logs().text()))
-}
-
-/// Waits until the server closes `channel`.
-async fn closed_by_server(channel: &mut russh::Channel<russh::client::Msg>) {
-    let wait = async {
-        while let Some(msg) = channel.wait().await {
-            if matches!(msg, ChannelMsg::Close) {
-                return;
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, wait).await.unwrap_or_else(|_| panic!("channel not closed\nlogs:\n{}", logs().text()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,7 @@
 mod ssh_support;
 
 use paxos::ssh::frame::{self, PEER_SUBSYSTEM};
-use paxos::ssh::{AccessList, PeerLink, PeerLinkSettings, SshClient};
-use russh::ChannelMsg;
+use paxos::ssh::{PeerLink, PeerLinkSettings, SshClient};
 use ssh_support::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,10 +26,6 @@ fn link_settings(local: u64, local_key: &TestKey, peer: u64, addr: String, pinne
         backoff_cap: Duration::from_millis(200),
         clock: paxos::ssh::wall_clock::WallClock::system(),
     }
-}
-
-fn peers(list: &[(u64, &TestKey)]) -> AccessList {
-    AccessList { peers: list.iter().map(|(id, k)| (*id, k.public.clone())).collect(), ..AccessList::default() }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,24 +157,6 @@ async fn wrong_host_key_is_refused_and_named() {
     assert_eq!(stats.sent, 0);
     assert!(logs().contains(&expected), "{}", logs().text());
     shutdown.cancel();
-}
-
-fn raw_frame(body: &[u8]) -> Vec<u8> {
-    let mut out = (body.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(body);
-    out
-}
-
-/// Waits until the server closes `channel`.
-async fn closed_by_server(channel: &mut russh::Channel<russh::client::Msg>) {
-    let wait = async {
-        while let Some(msg) = channel.wait().await {
-            if matches!(msg, ChannelMsg::Close) {
-                return;
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, wait).await.unwrap_or_else(|_| panic!("channel not closed\nlogs:\n{}", logs().text()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

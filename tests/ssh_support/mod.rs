@@ -220,3 +220,27 @@ pub fn logs() -> &'static LogBuffer {
         buffer
     })
 }
+
+/// An access list that knows these peers (and no operator).
+pub fn peers(list: &[(u64, &TestKey)]) -> AccessList {
+    AccessList { peers: list.iter().map(|(id, k)| (*id, k.public.clone())).collect(), ..AccessList::default() }
+}
+
+/// `body` as one peer frame: a 4-byte big-endian length, then the bytes.
+pub fn raw_frame(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Waits until the server closes `channel`.
+pub async fn closed_by_server(channel: &mut russh::Channel<russh::client::Msg>) {
+    let wait = async {
+        while let Some(msg) = channel.wait().await {
+            if matches!(msg, russh::ChannelMsg::Close) {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, wait).await.unwrap_or_else(|_| panic!("channel not closed\nlogs:\n{}", logs().text()));
+}
