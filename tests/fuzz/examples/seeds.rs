@@ -12,6 +12,7 @@ use paxos::consensus::ballot::Ballot;
 use paxos::consensus::messages::*;
 use paxos::consensus::records::{Record, Snapshot};
 use paxos::ops::COMMANDS;
+use paxos::ssh::clock_probe::ClockFrame;
 use paxos::ssh::frame::{DEFAULT_MAX_FRAME, encode_hello, encode_message, peer_codec};
 use paxos::state_machine::{Command, Entry, KvStore, Op};
 use paxos::storage::disk::WAL_FILE;
@@ -41,6 +42,15 @@ fn main() {
         write(&dir, &format!("{}.bin", msg.kind()), &channel(std::slice::from_ref(msg)));
     }
     write(&dir, "all-kinds.bin", &channel(&messages));
+    // The clock frames that share a peer channel: a probe and its echo.
+    let clock_frames = [
+        ClockFrame::ClockProbe { origin: 1_764_547_200_000_000 },
+        ClockFrame::ClockEcho { origin: 1_764_547_200_000_000, received: 1_764_547_202_000_050, sent: 1_764_547_202_000_060 },
+    ];
+    for frame in &clock_frames {
+        json_tokens(&serde_json::to_value(frame).unwrap(), &mut frame_tokens);
+    }
+    write(&dir, "clock-frames.bin", &clock_channel(&clock_frames));
     write_dict(&dicts.join("peer_frame.dict"), &frame_tokens);
 
     let dir = seed_dir(&corpus, "ops_command");
@@ -178,6 +188,17 @@ fn channel(messages: &[Message]) -> Vec<u8> {
     for msg in messages {
         let body: Bytes = encode_message(msg, DEFAULT_MAX_FRAME).unwrap();
         codec.encode(body, &mut wire).unwrap();
+    }
+    wire.to_vec()
+}
+
+/// A peer channel from node 2 carrying clock frames after its hello.
+fn clock_channel(frames: &[ClockFrame]) -> Vec<u8> {
+    let mut codec = peer_codec(DEFAULT_MAX_FRAME);
+    let mut wire = BytesMut::new();
+    codec.encode(encode_hello(2).unwrap(), &mut wire).unwrap();
+    for frame in frames {
+        codec.encode(frame.encode(), &mut wire).unwrap();
     }
     wire.to_vec()
 }

@@ -1,18 +1,22 @@
 //! A `paxos-peer` channel carrying arbitrary bytes, read the way
 //! `ssh::server` reads one: the peer codec cuts frames (4-byte length,
 //! bounded by the daemon's frame limit), the first frame is the hello, and
-//! every frame is decoded as a consensus `Message`.
+//! every frame is decoded as a consensus `Message` and as a clock frame
+//! (the probes and echoes that share the channel).
 //!
 //! Properties: no panic; the codec fails only on an oversized length and
 //! never hands out a frame over the limit; decoding fails only as malformed
-//! or unknown (the other errors belong to encoding); and any message that
-//! decodes re-encodes, fits a frame, and decodes to an equal value.
+//! or unknown (the other errors belong to encoding); any message that
+//! decodes re-encodes, fits a frame, and decodes to an equal value; a clock
+//! frame that decodes re-encodes to an equal one, and an echo with any
+//! timestamps gives a sample or a reason, never a panic.
 
 #![no_main]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use paxos::consensus::messages::Message;
+use paxos::ssh::clock_probe::{ClockFrame, Prober};
 use paxos::ssh::frame::{DEFAULT_MAX_FRAME, FrameError, decode_hello, decode_message, encode_message, peer_codec};
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
@@ -49,8 +53,27 @@ fuzz_target!(|data: &[u8]| {
             Err(FrameError::Malformed(_) | FrameError::UnknownType { .. }) => {}
             Err(other) => panic!("decode_message failed with an error only encoding gives: {other:?}"),
         }
+        clock_frame(&frame);
     }
 });
+
+/// A clock frame decodes, encodes back to an equal frame, and an echo with
+/// any timestamps is matched against a probe without a panic.
+fn clock_frame(frame: &[u8]) {
+    match ClockFrame::decode(frame) {
+        Ok(clock) => {
+            assert_eq!(ClockFrame::decode(&clock.encode()).ok(), Some(clock), "a clock frame changed on re-encoding");
+            if let ClockFrame::ClockEcho { origin, received, sent } = clock {
+                let mut prober = Prober::default();
+                let _ = prober.probe(origin);
+                let _ = prober.echo(origin, received, sent, origin.saturating_add(1));
+                let _ = prober.echo(origin, received, sent, i64::MAX);
+            }
+        }
+        Err(FrameError::Malformed(_)) => {}
+        Err(other) => panic!("ClockFrame::decode failed with an unexpected error: {other:?}"),
+    }
+}
 
 /// A message a node accepted must be one it can send on: encode it, frame
 /// it, cut the frame again and decode it.
