@@ -62,6 +62,11 @@ pub enum Command {
     Ops(Vec<String>),
 }
 
+/// `p` as an absolute path: relative ones are taken from the current directory.
+fn absolute(p: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    Ok(if p.is_absolute() { p.to_owned() } else { std::env::current_dir()?.join(p) })
+}
+
 /// The operator commands under `paxos --help`, from the command registry.
 pub fn remote_commands_help() -> String {
     let mut text = String::from(

@@ -22,10 +22,6 @@ pub struct SshConfigArgs {
     pub output: Option<PathBuf>,
 }
 
-fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
-    Ok(if p.is_absolute() { p.to_owned() } else { std::env::current_dir()?.join(p) })
-}
-
 /// A path as an ssh_config argument: `%` escaped (ssh expands tokens in
 /// IdentityFile and UserKnownHostsFile), quoted when it holds a space.
 fn config_path(what: &str, path: &Path) -> anyhow::Result<String> {
@@ -103,7 +99,7 @@ pub fn run(cluster: &Path, identity: &Path, args: SshConfigArgs) -> anyhow::Resu
     if !identity.exists() {
         bail!("the operator key {} does not exist; pass -i KEY (the private key ssh should offer)", identity.display());
     }
-    let (config, lines) = render(&inventory, &absolute(identity)?, &absolute(&known_hosts)?)?;
+    let (config, lines) = render(&inventory, &super::absolute(identity)?, &super::absolute(&known_hosts)?)?;
     write_atomically(&known_hosts, &lines)?;
     match args.output {
         Some(path) => {

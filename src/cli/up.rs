@@ -53,10 +53,6 @@ fn key(dir: &Path, name: &str) -> anyhow::Result<String> {
     Ok(keys::public_line(&public))
 }
 
-fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
-    Ok(if p.is_absolute() { p.to_owned() } else { std::env::current_dir()?.join(p) })
-}
-
 /// Keys, inventory, known_hosts and node configs; returns the node config paths.
 fn prepare(args: &UpArgs, data: &Path) -> anyhow::Result<Vec<(u64, PathBuf)>> {
     fs::create_dir_all(&args.keys).with_context(|| format!("creating {}", args.keys.display()))?;
@@ -90,8 +86,8 @@ fn prepare(args: &UpArgs, data: &Path) -> anyhow::Result<Vec<(u64, PathBuf)>> {
     fs::write(&args.hosts, text).with_context(|| format!("writing {}", args.hosts.display()))?;
     fs::write(args.keys.join("known_hosts"), known_hosts)?;
 
-    let hosts = absolute(&args.hosts)?;
-    let keys_dir = absolute(&args.keys)?;
+    let hosts = super::absolute(&args.hosts)?;
+    let keys_dir = super::absolute(&args.keys)?;
     let mut configs = Vec::new();
     for id in 1..=args.nodes {
         let dir = data.join(format!("node{id}"));
@@ -147,7 +143,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<u8> {
         bail!("--nodes must be at least 1");
     }
     let data = match &args.data {
-        Some(d) => absolute(d)?,
+        Some(d) => super::absolute(d)?,
         None => default_paths().context("no home directory to keep data in; pass --data DIR")?.data_dir.join("local"),
     };
     let configs = prepare(&args, &data)?;
