@@ -11,8 +11,14 @@
 //! - quoted and unquoted parts next to each other form one word
 //!   (`it'"'"'s`), and `''` is an empty word.
 //!
+//! - `$'...'` (ANSI-C quoting, as in bash) keeps text up to the next
+//!   unescaped `'`, with escapes: `\n` `\r` `\t` `\a` `\b` `\e` `\f` `\v`
+//!   `\\` `\'` `\"`, `\xHH` and `\uHHHH` (a character by its code point).
+//!
 //! There are no variables, globs or comments: `$HOME` and `*` are text.
-//! `quote` is the inverse: a word that needs it comes back single-quoted.
+//! `quote` is the inverse: a word that needs it comes back single-quoted,
+//! or as `$'...'` when it holds a control character, so that a quoted line
+//! is always one line.
 
 use std::fmt;
 
@@ -23,6 +29,8 @@ pub enum SplitError {
     Unterminated { kind: QuoteKind, at: usize },
     #[error("the line ends with a backslash that escapes nothing")]
     TrailingBackslash,
+    #[error("bad escape in $'...' at character {at}: {what}")]
+    BadEscape { at: usize, what: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,9 +54,14 @@ pub fn split(line: &str) -> Result<Vec<String>, SplitError> {
     let mut word = String::new();
     // Whether a word has begun: `''` is a word although it is empty.
     let mut in_word = false;
-    let mut chars = line.chars().enumerate();
+    let mut chars = line.chars().enumerate().peekable();
     while let Some((at, c)) = chars.next() {
         match c {
+            '$' if matches!(chars.peek(), Some((_, '\''))) => {
+                chars.next();
+                in_word = true;
+                ansi_c(&mut chars, at, &mut word)?;
+            }
             c if c.is_whitespace() => {
                 if in_word {
                     words.push(std::mem::take(&mut word));
@@ -102,15 +115,89 @@ pub fn split(line: &str) -> Result<Vec<String>, SplitError> {
     Ok(words)
 }
 
+/// The body of a `$'...'` word, after its opening quote, up to and
+/// including its closing one.
+fn ansi_c(
+    chars: &mut std::iter::Peekable<impl Iterator<Item = (usize, char)>>,
+    at: usize,
+    word: &mut String,
+) -> Result<(), SplitError> {
+    let unterminated = SplitError::Unterminated { kind: QuoteKind::Single, at: at + 1 };
+    loop {
+        let Some((_, c)) = chars.next() else { return Err(unterminated) };
+        match c {
+            '\'' => return Ok(()),
+            '\\' => {
+                let Some((esc_at, e)) = chars.next() else { return Err(unterminated) };
+                let simple = match e {
+                    'n' => Some('\n'),
+                    'r' => Some('\r'),
+                    't' => Some('\t'),
+                    'a' => Some('\u{7}'),
+                    'b' => Some('\u{8}'),
+                    'e' | 'E' => Some('\u{1b}'),
+                    'f' => Some('\u{c}'),
+                    'v' => Some('\u{b}'),
+                    '\\' | '\'' | '"' | '?' => Some(e),
+                    _ => None,
+                };
+                match (simple, e) {
+                    (Some(c), _) => word.push(c),
+                    (None, 'x' | 'u') => {
+                        let most = if e == 'x' { 2 } else { 4 };
+                        let mut code = 0u32;
+                        let mut digits = 0;
+                        while digits < most {
+                            let Some(d) = chars.peek().and_then(|(_, d)| d.to_digit(16)) else { break };
+                            chars.next();
+                            code = code * 16 + d;
+                            digits += 1;
+                        }
+                        let bad = |what: &str| SplitError::BadEscape { at: esc_at, what: what.into() };
+                        if digits == 0 {
+                            return Err(bad(&format!("\\{e} needs hex digits")));
+                        }
+                        word.push(
+                            char::from_u32(code).ok_or_else(|| bad(&format!("U+{code:04X} is not a character")))?,
+                        );
+                    }
+                    // Unknown escapes stay as written, as bash leaves them.
+                    (None, other) => {
+                        word.push('\\');
+                        word.push(other);
+                    }
+                }
+            }
+            c => word.push(c),
+        }
+    }
+}
+
 /// Characters a word may hold and still be given bare.
 fn is_plain(c: char) -> bool {
     c.is_alphanumeric() || "_-+=@%:,./^~".contains(c)
 }
 
 /// `word` as it is when that splits back to it, otherwise single-quoted
-/// (`'old value'`, `'it'\''s'`, `''`). Control characters are not
-/// escaped here: text output runs values through `escape_controls` first.
+/// (`'old value'`, `'it'\''s'`, `''`), or `$'...'` with escapes when it
+/// holds a control character (`$'two\nlines'`), so the result is one line.
 pub fn quote(word: &str) -> String {
+    if word.chars().any(char::is_control) {
+        let mut quoted = String::from("$'");
+        for c in word.chars() {
+            match c {
+                '\n' => quoted.push_str("\\n"),
+                '\r' => quoted.push_str("\\r"),
+                '\t' => quoted.push_str("\\t"),
+                '\\' => quoted.push_str("\\\\"),
+                '\'' => quoted.push_str("\\'"),
+                c if c.is_control() => quoted.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => quoted.push(c),
+            }
+        }
+        quoted.push('\'');
+        return quoted;
+    }
     // A leading `~` or `=` means something to some shells; quote it too.
     if !word.is_empty() && word.chars().all(is_plain) && !word.starts_with(['~', '=']) {
         return word.to_owned();
@@ -154,6 +241,9 @@ mod tests {
             ("put k a'b c'd", &["put", "k", "ab cd"]),
             ("put k '$HOME *'", &["put", "k", "$HOME *"]),
             ("put k $HOME", &["put", "k", "$HOME"]),
+            (r"put k $'a\nb\t\x41\u00e9\'\\'", &["put", "k", "a\nb\tAé'\\"]),
+            (r"put k $'\q'", &["put", "k", r"\q"]),
+            ("put k $", &["put", "k", "$"]),
             (r"a\ b", &["a b"]),
             ("", &[]),
         ];
@@ -168,6 +258,9 @@ mod tests {
         assert_eq!(split("put k \"v"), Err(SplitError::Unterminated { kind: QuoteKind::Double, at: 7 }));
         assert_eq!(split("put k \"v\\"), Err(SplitError::Unterminated { kind: QuoteKind::Double, at: 7 }));
         assert_eq!(split("put k v\\"), Err(SplitError::TrailingBackslash));
+        assert_eq!(split("put k $'v"), Err(SplitError::Unterminated { kind: QuoteKind::Single, at: 7 }));
+        assert!(matches!(split(r"put k $'\x'"), Err(SplitError::BadEscape { .. })));
+        assert!(matches!(split(r"put k $'\ud800'"), Err(SplitError::BadEscape { .. })));
         let message = split("cas k 'old").unwrap_err().to_string();
         assert_eq!(message, "unterminated single quote: the single quote at character 7 is never closed");
     }
@@ -183,7 +276,33 @@ mod tests {
         assert_eq!(quote("$x"), "'$x'");
         assert_eq!(quote("~root"), "'~root'");
         assert_eq!(quote("héllo"), "héllo");
-        let samples = ["", "a b", "it's", "'", "''", "\\", "\"", "a\\'b", " lead", "tab\there", "new\nline", "--json"];
+        assert_eq!(quote("new\nline"), r"$'new\nline'");
+        assert_eq!(quote("it's\r\n"), r"$'it\'s\r\n'");
+        assert_eq!(quote("\u{1b}[31m"), r"$'\u001b[31m'");
+        let samples = [
+            "",
+            "a b",
+            "it's",
+            "'",
+            "''",
+            "\\",
+            "\"",
+            "a\\'b",
+            " lead",
+            "tab\there",
+            "new\nline",
+            "--json",
+            "\u{7f}x",
+            "\u{85}",
+            "a\\\nb",
+            "\r",
+            "$'x'",
+            "\u{1b}1f",
+        ];
+        for sample in samples {
+            let quoted = quote(sample);
+            assert!(!quoted.contains(['\n', '\r']), "{sample:?} quoted as {quoted:?} spans lines");
+        }
         for sample in samples {
             assert_eq!(words(&quote(sample)), [sample], "{sample:?} quoted as {}", quote(sample));
         }

@@ -122,6 +122,18 @@ fn mutations_are_exactly_the_commands_that_are_not_read_only() {
 }
 
 #[test]
+fn a_value_with_a_line_break_is_recorded_on_one_line_and_parses_back() {
+    // Found by fuzzing: a quoted newline reached the audit line as is.
+    let inv = parse("paxos cas k 4:1 -- 'a\nb' 'it''s\r'").unwrap();
+    assert_eq!(inv.line, r"cas k 4:1 -- $'a\nb' $'its\r'");
+    assert!(!inv.line.contains(['\n', '\r']));
+    assert_eq!(parse(&inv.line).unwrap().command, inv.command);
+    let inv = parse("put k $'tab\\there\\x1b'").unwrap();
+    assert_eq!(inv.command, OpsCommand::Put { key: "k".into(), value: "tab\there\u{1b}".into(), request: None });
+    assert_eq!(inv.line, r"put k $'tab\there\u001b'");
+}
+
+#[test]
 fn quoted_words_are_single_values_and_the_line_is_quoted_back() {
     let inv = parse("paxos cas k 'old value' new value").unwrap();
     let expected =
