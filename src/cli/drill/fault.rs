@@ -65,7 +65,13 @@ pub fn expand_for(template: &str, node: &NodeEntry) -> Result<String, String> {
             "id" => node.id.to_string(),
             _ => node.address(),
         };
-        Some(quote::quote(&raw))
+        // `quote` writes a control character as `$'...'`, which POSIX sh
+        // does not know; plain single quotes carry any byte to `sh -c`.
+        Some(if raw.chars().any(char::is_control) {
+            format!("'{}'", raw.replace('\'', r"'\''"))
+        } else {
+            quote::quote(&raw)
+        })
     })
 }
 
@@ -240,6 +246,12 @@ mod tests {
         assert_eq!(cmd, "ssh 10.0.0.12 sudo systemctl kill -s KILL paxos # 'db 2' 2 10.0.0.12:7100");
         let named = NodeEntry { name: "{host}".into(), ..node() };
         assert_eq!(expand_for("x {name}", &named).unwrap(), "x '{host}'");
+        // A control character stays inside POSIX single quotes (sh has no $'...').
+        let odd = NodeEntry { name: "a\nb'c".into(), ..node() };
+        assert_eq!(expand_for("x {name}", &odd).unwrap(), "x 'a\nb'\\''c'");
+        let out =
+            std::process::Command::new("sh").args(["-c", &expand_for("printf %s {name}", &odd).unwrap()]).output();
+        assert_eq!(out.unwrap().stdout, b"a\nb'c");
         assert!(check_template("ssh {hots}").unwrap_err().contains("unknown placeholder {hots}"));
         assert!(check_template("ssh {host").unwrap_err().contains("without"));
         assert!(check_template("true").is_ok());
