@@ -65,17 +65,8 @@ async fn probing_server(node: u64, key: &TestKey, access: AccessList) -> Probing
     let recorder = Arc::new(Recorder::default());
     let exchange =
         ClockExchange { clock: WallClock::system(), sink: recorder.clone(), interval: Duration::from_millis(20) };
-    let server = SshServer::bind(settings).await.unwrap().with_clock(exchange);
-    let addr = server.local_addr().to_string();
-    let (tx, inbox) = mpsc::channel(1024);
-    let shutdown = CancellationToken::new();
-    let token = shutdown.clone();
-    tokio::spawn(async move {
-        if let Err(e) = server.run(tx, Arc::new(EchoService), token).await {
-            panic!("server stopped: {e}");
-        }
-    });
-    ProbingServer { addr, inbox, recorder, shutdown }
+    let (addr, inbox, shutdown) = spawn_server(SshServer::bind(settings).await.unwrap().with_clock(exchange));
+    ProbingServer { addr: addr.to_string(), inbox, recorder, shutdown }
 }
 
 fn link_settings(local: u64, key: &TestKey, addr: String, pinned: &TestKey, clock: WallClock) -> PeerLinkSettings {

@@ -139,6 +139,13 @@ pub async fn start_server_at(
             Err(e) => panic!("bind {listen}: {e}"),
         }
     };
+    let (addr, inbox, shutdown) = spawn_server(server);
+    RunningServer { addr, inbox, shutdown }
+}
+
+/// Runs a bound server with the echo service: its address, the peer
+/// messages it receives, and the token that stops it.
+pub fn spawn_server(server: SshServer) -> (SocketAddr, mpsc::Receiver<(u64, TestMsg)>, CancellationToken) {
     let addr = server.local_addr();
     let (tx, inbox) = mpsc::channel(1024);
     let shutdown = CancellationToken::new();
@@ -148,7 +155,7 @@ pub async fn start_server_at(
             panic!("server stopped: {e}");
         }
     });
-    RunningServer { addr, inbox, shutdown }
+    (addr, inbox, shutdown)
 }
 
 /// Polls `cond` every 10 ms for up to 10 s.
