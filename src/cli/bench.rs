@@ -20,9 +20,11 @@ use client::{ClientResult, DRAIN, Schedule, Workload};
 use futures::{StreamExt, TryStreamExt};
 use report::{ClusterInfo, Figures, Machine, NodeBatching, NodeCounters, NodeInfo, Report};
 use serde::Serialize;
-use stats::{Errors, Samples, per_second};
+use stats::{Errors, Samples, per_second, write_acks};
+use std::fs::File;
+use std::io::BufWriter;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
@@ -78,6 +80,11 @@ pub struct BenchArgs {
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also write every answered command to FILE, warm-up included, in the order of the answers, one line
+    /// each: `SENT_US ANSWERED_US put|get ok|ERROR_KIND`, the times in microseconds since the Unix epoch
+    /// (CLOCK_REALTIME, so they compare with another process's clock readings, e.g. when a node was killed).
+    #[arg(long, value_name = "FILE")]
+    pub ack_log: Option<PathBuf>,
 }
 
 /// Validated parameters of a run.
@@ -189,6 +196,11 @@ pub async fn run(cluster: &Path, identity: &Path, args: BenchArgs) -> anyhow::Re
     };
     let target = Target::load(cluster, identity)?;
     let nodes = chosen_nodes(&target.inventory, &plan.nodes)?;
+    // Created before any load, so that a bad path fails fast.
+    let ack_log = match &args.ack_log {
+        Some(path) => Some((File::create(path).with_context(|| format!("--ack-log {}", path.display()))?, path)),
+        None => None,
+    };
     let leader = collect_status(&target)
         .await
         .into_iter()
@@ -238,6 +250,7 @@ pub async fn run(cluster: &Path, identity: &Path, args: BenchArgs) -> anyhow::Re
         read_percent: plan.read_percent,
         value_size: plan.value_size,
         pipeline: plan.pipeline,
+        record_acks: ack_log.is_some(),
     });
     let cpu_before = report::cpu_seconds();
     let start = Instant::now();
@@ -261,8 +274,10 @@ pub async fn run(cluster: &Path, identity: &Path, args: BenchArgs) -> anyhow::Re
     let mut errors = Errors::default();
     let mut warmup_errors = 0;
     let mut last_answer = None;
+    let mut acks = Vec::new();
     for task in running {
         let r: ClientResult = task.await.context("a benchmark client panicked")?;
+        acks.extend(r.acks);
         writes.merge(r.writes);
         reads.merge(r.reads);
         errors.merge(r.errors);
@@ -270,6 +285,9 @@ pub async fn run(cluster: &Path, identity: &Path, args: BenchArgs) -> anyhow::Re
         last_answer = last_answer.max(r.last_answer);
     }
     let client_cpu_secs = report::cpu_seconds() - cpu_before;
+    if let Some((file, path)) = ack_log {
+        write_acks(&mut BufWriter::new(file), &mut acks).with_context(|| format!("--ack-log {}", path.display()))?;
+    }
     let counters_after = read_counters(&target).await;
     let counters_secs = counters_from.elapsed().as_secs_f64();
     futures::future::join_all(ssh_clients.iter().map(|c| c.disconnect())).await;
@@ -397,6 +415,8 @@ mod tests {
             "--seed",
             "5",
             "--json",
+            "--ack-log",
+            "acks.txt",
         ])
         .unwrap();
         let plan = cli.bench.plan().unwrap();
@@ -406,5 +426,6 @@ mod tests {
         );
         assert_eq!((plan.warmup_secs, plan.nodes, plan.seed), (1, vec![2], 5));
         assert!(cli.bench.json);
+        assert_eq!(cli.bench.ack_log, Some(PathBuf::from("acks.txt")));
     }
 }

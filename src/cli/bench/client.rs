@@ -3,7 +3,7 @@
 //! takes the answers, which come one JSON line per command, in order; each
 //! command's latency runs from just before its line is sent to its answer.
 
-use super::stats::{Errors, Samples};
+use super::stats::{Ack, Errors, Samples, unix_micros};
 use crate::consensus::rng::Rng;
 use crate::ops::api::Submitted;
 use crate::ssh::client::{Console, ConsoleRx, ConsoleTx};
@@ -11,7 +11,7 @@ use crate::state_machine::OpResult;
 use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
@@ -65,6 +65,8 @@ pub struct Workload {
     pub read_percent: u32,
     pub value_size: usize,
     pub pipeline: usize,
+    /// Keep an [`Ack`] of every answered command (`--ack-log`).
+    pub record_acks: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +85,8 @@ pub struct ClientResult {
     pub warmup_errors: u64,
     /// When the last measured command was answered.
     pub last_answer: Option<Instant>,
+    /// Every answered command, warm-up included, if the workload asks for them.
+    pub acks: Vec<Ack>,
 }
 
 /// Why an answer is not the success it should be: a kind and a text.
@@ -138,6 +142,8 @@ fn next_command(rng: &mut Rng, workload: &Workload, value: &str) -> (Kind, Strin
 struct Pending {
     kind: Kind,
     sent: Instant,
+    /// The same moment on the wall clock, for the ack log.
+    sent_wall: SystemTime,
     measured: bool,
 }
 
@@ -155,7 +161,7 @@ pub async fn run(
     let (pending_tx, pending_rx) = mpsc::unbounded_channel();
     let mut result = ClientResult::default();
     let send = send_loop(tx, &workload, &schedule, seed, window.clone(), pending_tx);
-    let receive = receive_loop(rx, window, pending_rx, give_up_at, &mut result);
+    let receive = receive_loop(rx, window, pending_rx, give_up_at, workload.record_acks, &mut result);
     let (send_error, ()) =
         tokio::join!(async { tokio::time::timeout_at(give_up_at, send).await.unwrap_or(None) }, receive);
     if let Some(text) = send_error {
@@ -185,9 +191,9 @@ async fn send_loop(
             Ticket::Measured => true,
         };
         let (kind, line) = next_command(&mut rng, workload, &value);
-        let sent = Instant::now();
+        let (sent, sent_wall) = (Instant::now(), SystemTime::now());
         // Queued before the line leaves, so its answer always finds it.
-        if pending.send(Pending { kind, sent, measured }).is_err() {
+        if pending.send(Pending { kind, sent, sent_wall, measured }).is_err() {
             break;
         }
         if let Err(e) = tx.send_line(&line).await {
@@ -204,6 +210,7 @@ async fn receive_loop(
     window: Arc<Semaphore>,
     mut pending: mpsc::UnboundedReceiver<Pending>,
     give_up_at: Instant,
+    record_acks: bool,
     result: &mut ClientResult,
 ) {
     let no_answer = || format!("no answer within {} s after the clients stopped sending", DRAIN.as_secs());
@@ -232,8 +239,17 @@ async fn receive_loop(
             }
         };
         let now = Instant::now();
+        let answered_wall = SystemTime::now();
         window.add_permits(1);
         let answer = check_answer(command.kind, &line);
+        if record_acks {
+            result.acks.push(Ack {
+                sent_us: unix_micros(command.sent_wall),
+                answered_us: unix_micros(answered_wall),
+                write: command.kind == Kind::Write,
+                failure: answer.as_ref().err().map(|(kind, _)| kind.clone()),
+            });
+        }
         if !command.measured {
             result.warmup_errors += u64::from(answer.is_err());
             continue;
@@ -346,7 +362,7 @@ mod tests {
 
     #[test]
     fn commands_follow_the_mix_and_the_key_range() {
-        let workload = Workload { keys: 10, read_percent: 30, value_size: 8, pipeline: 1 };
+        let workload = Workload { keys: 10, read_percent: 30, value_size: 8, pipeline: 1, record_acks: false };
         let mut rng = Rng::new(1);
         let value = make_value(&mut rng, workload.value_size);
         assert_eq!(value.len(), 8);

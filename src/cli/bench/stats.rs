@@ -1,8 +1,10 @@
-//! Latency samples, their percentiles, and the tally of failed commands.
+//! Latency samples, their percentiles, the tally of failed commands, and
+//! the per-command record of `--ack-log`.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::io::{self, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Latencies of one kind of command, in microseconds.
 #[derive(Clone, Debug, Default)]
@@ -94,6 +96,39 @@ impl Errors {
     }
 }
 
+/// One answered command as `--ack-log` records it: when it was sent and
+/// when its answer came, on the wall clock (CLOCK_REALTIME, which other
+/// processes of the machine read too), and how it ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ack {
+    pub sent_us: u64,
+    pub answered_us: u64,
+    pub write: bool,
+    /// `None` for a success, else the error's kind as in `errors.by_kind`.
+    pub failure: Option<String>,
+}
+
+/// Microseconds since the Unix epoch (0 for a clock set before 1970).
+pub fn unix_micros(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Writes `acks` in the order of their answers, one line each:
+/// `SENT_US ANSWERED_US put|get ok|KIND`.
+pub fn write_acks(out: &mut impl Write, acks: &mut [Ack]) -> io::Result<()> {
+    acks.sort_by_key(|a| (a.answered_us, a.sent_us));
+    for a in acks.iter() {
+        let op = if a.write { "put" } else { "get" };
+        // One word, so that the line splits into exactly four fields.
+        let outcome = a.failure.as_deref().map_or_else(
+            || "ok".to_owned(),
+            |k| if k.is_empty() { "error".to_owned() } else { k.replace(char::is_whitespace, "_") },
+        );
+        writeln!(out, "{} {} {op} {outcome}", a.sent_us, a.answered_us)?;
+    }
+    out.flush()
+}
+
 /// Operations per second over `elapsed`; zero for an empty interval.
 pub fn per_second(ops: u64, elapsed: Duration) -> f64 {
     let secs = elapsed.as_secs_f64();
@@ -173,6 +208,30 @@ mod tests {
         c.add("unexpected", "later");
         empty.merge(c);
         assert_eq!(empty.first.as_deref(), Some("later"));
+    }
+
+    #[test]
+    fn the_ack_log_is_ordered_by_answer_with_one_word_outcomes() {
+        let ack = |sent_us, answered_us, write, failure: Option<&str>| Ack {
+            sent_us,
+            answered_us,
+            write,
+            failure: failure.map(str::to_owned),
+        };
+        let mut acks = vec![
+            ack(30, 40, true, None),
+            ack(10, 1_500_000, true, Some("timeout")),
+            ack(5, 20, false, Some("two words")),
+            ack(1, 20, true, Some("")),
+        ];
+        let mut out = Vec::new();
+        write_acks(&mut out, &mut acks).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "1 20 put error\n5 20 get two_words\n30 40 put ok\n10 1500000 put timeout\n"
+        );
+        assert_eq!(unix_micros(UNIX_EPOCH + Duration::from_micros(1_234_567)), 1_234_567);
+        assert_eq!(unix_micros(UNIX_EPOCH - Duration::from_secs(1)), 0);
     }
 
     #[test]
