@@ -294,7 +294,8 @@ registry! {
     Console {}
         name: "console", access: read_only,
         usage: "paxos console [--json]",
-        summary: "run one command per input line until end of input",
+        summary: "run one command per input line until end of input, answered in line order; commands on \
+                  different keys may overlap (to keep an order across keys, wait for the answer)",
         json: { "*": "each line's answer is that command's JSON, or {error}" };
     Help {
         topic: Option<String>,
