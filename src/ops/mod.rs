@@ -9,6 +9,7 @@ pub mod command;
 pub mod console;
 pub mod exec;
 pub mod health;
+pub mod order;
 pub mod quote;
 pub mod render;
 
