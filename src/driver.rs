@@ -12,6 +12,7 @@
 
 use crate::consensus::messages::Envelope;
 use crate::consensus::provenance::Refused;
+use crate::consensus::records::Record;
 use crate::consensus::{Input, Outputs, Replica, Reply};
 use crate::state_machine::Slot;
 use crate::storage::{Storage, StorageError};
@@ -193,6 +194,7 @@ impl<S: Storage, T: Transport> BatchDriver<S, T> {
             return Ok(report);
         }
         let crash = host.crash_point(&stages(&batch, me));
+        let must_sync = needs_sync(&batch);
         let stop = |stage: Stage, mut report: Batch| {
             report.crashed = Some(stage);
             Ok(report)
@@ -238,19 +240,25 @@ impl<S: Storage, T: Transport> BatchDriver<S, T> {
             let started = Instant::now();
             let storage = &mut self.storage;
             let persist = &batch.persist;
-            let sync = crash != Some(Stage::AfterAppend);
+            // A batch of commit markers alone is appended, not synced: it
+            // becomes durable with the next batch that needs a sync.
+            let stop_before_sync = crash == Some(Stage::AfterAppend);
             let mut result = Ok(());
             // One sync covers every record of the batch (group commit).
             (self.blocking)(&mut || {
-                result = storage.append(persist).and_then(|()| if sync { storage.sync() } else { Ok(()) })
+                result = storage
+                    .append(persist)
+                    .and_then(|()| if must_sync && !stop_before_sync { storage.sync() } else { Ok(()) })
             });
             result.map_err(DriveError::Storage)?;
-            if !sync {
+            if stop_before_sync {
                 return stop(Stage::AfterAppend, report);
             }
-            report.synced = Some((persist.len(), started.elapsed()));
-            if crash == Some(Stage::AfterSync) {
-                return stop(Stage::AfterSync, report);
+            if must_sync {
+                report.synced = Some((persist.len(), started.elapsed()));
+                if crash == Some(Stage::AfterSync) {
+                    return stop(Stage::AfterSync, report);
+                }
             }
         }
 
@@ -292,12 +300,22 @@ fn stages(batch: &Outputs, me: crate::consensus::ballot::NodeId) -> Vec<Stage> {
         stages.push(Stage::AfterSnapshot);
     }
     if !batch.persist.is_empty() {
-        stages.extend([Stage::AfterAppend, Stage::AfterSync]);
+        stages.push(Stage::AfterAppend);
+        if needs_sync(batch) {
+            stages.push(Stage::AfterSync);
+        }
     }
     if !batch.send_after_persist.is_empty() {
         stages.push(Stage::AfterSendAfterPersist);
     }
     stages
+}
+
+/// Whether the batch's records must be synced before its promises and votes
+/// leave: any record other than a commit marker, or any message waiting for
+/// the sync (it may rest on a record of an earlier, unsynced batch).
+fn needs_sync(batch: &Outputs) -> bool {
+    batch.persist.iter().any(Record::must_sync) || !batch.send_after_persist.is_empty()
 }
 
 fn merge(batch: &mut Outputs, out: Outputs) {
@@ -317,8 +335,9 @@ mod tests {
     use super::*;
     use crate::consensus::ballot::{Ballot, NodeId};
     use crate::consensus::config::{Config, Roles};
-    use crate::consensus::messages::{Hello, HelloReply, Message, Prepare};
+    use crate::consensus::messages::{Accept, Heartbeat, Hello, HelloReply, Message, Prepare};
     use crate::consensus::records::{Record, Recovered, Snapshot};
+    use crate::state_machine::Entry;
     use crate::storage::MemStorage;
     use std::cell::RefCell;
     use std::collections::BTreeMap;
@@ -431,6 +450,37 @@ mod tests {
             [Stage::AfterStep, Stage::AfterAppend, Stage::AfterSync, Stage::AfterSendAfterPersist]
         );
         assert!(durable_promise(&driver));
+    }
+
+    #[test]
+    fn a_batch_of_commit_markers_alone_is_not_synced_and_rides_on_the_next_sync() {
+        let (mut driver, events) = driver(false);
+        let mut node = replica(1, 3);
+        let mut host = Watcher::default();
+        let ballot = Ballot::new(1, 2);
+        let accept = |slot| {
+            let msg = Message::Accept(Accept { ballot, slot, entry: Entry::Noop, commit_index: slot });
+            VecDeque::from([Input::Receive(Envelope { from: 2, to: 1, msg })])
+        };
+        driver.run_batch(&mut node, &mut accept(0), &mut host).unwrap();
+        // (The vote, with the promise its ballot implies.)
+        assert_eq!(events.borrow()[1..], ["sync", "send accepted to 2"]);
+        events.borrow_mut().clear();
+
+        // The leader says slot 0 is chosen: only a commit marker to store.
+        let msg = Message::Heartbeat(Heartbeat { ballot, commit_index: 1, read_round: 0 });
+        let mut beat = VecDeque::from([Input::Receive(Envelope { from: 2, to: 1, msg })]);
+        let batch = driver.run_batch(&mut node, &mut beat, &mut host).unwrap();
+        assert_eq!(batch.synced, None);
+        assert!(!events.borrow().contains(&"sync".to_string()), "{:?}", events.borrow());
+        assert!(events.borrow().contains(&"append 1".to_string()), "{:?}", events.borrow());
+        assert!(!host.offered.contains(&Stage::AfterSync), "{:?}", host.offered);
+        let marker = |r: &Record| matches!(r, Record::Committed { through: 1 });
+        assert!(!driver.storage.inner.durable_records().iter().any(marker), "a marker alone was synced");
+
+        // The next vote's sync carries the marker to disk with it.
+        driver.run_batch(&mut node, &mut accept(1), &mut host).unwrap();
+        assert!(driver.storage.inner.durable_records().iter().any(marker));
     }
 
     #[test]

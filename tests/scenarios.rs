@@ -416,26 +416,34 @@ fn a_restarted_replica_recovers_every_earlier_decision() {
     assert!(before.snapshot_through >= 40, "no snapshot was taken: {before:?}");
     assert!(before.commit_index > before.snapshot_through, "nothing decided after the snapshot: {before:?}");
     let store = cluster.replica(node).store().clone();
-    let after_snapshot = before.snapshot_through..before.commit_index;
-    let decided: Vec<_> = after_snapshot.clone().map(|s| cluster.replica(node).decided(s).cloned()).collect();
+    let decided: Vec<_> =
+        (before.snapshot_through..before.commit_index).map(|s| cluster.replica(node).decided(s).cloned()).collect();
     assert!(decided.iter().all(Option::is_some));
 
     cluster.crash(node);
     cluster.restart(node);
     // Before any message: the snapshot holds every decision below it, the
-    // log every one after it (the in-memory tail kept behind a snapshot for
-    // peers' catch-up is not reloaded: storage compacted it).
+    // log every one after it that its commit markers cover (the in-memory
+    // tail kept behind a snapshot for peers' catch-up is not reloaded:
+    // storage compacted it). A batch of commit markers alone is not synced
+    // (it rides on the next vote's fsync), so the last markers may be lost;
+    // the votes are not, and the leader's next heartbeat says the rest.
     let after = cluster.status(node);
-    assert_eq!(
-        (after.commit_index, after.applied_index, after.snapshot_through),
-        (before.commit_index, before.applied_index, before.snapshot_through)
+    assert_eq!(after.snapshot_through, before.snapshot_through);
+    assert_eq!(after.applied_index, after.commit_index);
+    assert!(
+        (before.commit_index - 2..=before.commit_index).contains(&after.commit_index),
+        "lost more than the last markers: {after:?} after {before:?}"
     );
-    assert_eq!(*cluster.replica(node).store(), store);
-    let recovered: Vec<_> = after_snapshot.map(|s| cluster.replica(node).decided(s).cloned()).collect();
-    assert_eq!(recovered, decided);
+    let recovered: Vec<_> =
+        (after.snapshot_through..after.commit_index).map(|s| cluster.replica(node).decided(s).cloned()).collect();
+    assert_eq!(recovered, decided[..recovered.len()]);
     for (i, entry) in cluster.applied(node).iter().enumerate() {
         assert_eq!(entry.slot, i as u64, "the first life applied every slot in order");
     }
+    cluster.run_until(commit_bound(), |c| c.status(node).applied_index == before.applied_index).unwrap();
+    assert_eq!(*cluster.replica(node).store(), store);
+    let relearned = cluster.status(node).commit_index;
 
     // Down again while the others move on past another snapshot.
     cluster.crash(node);
@@ -445,7 +453,8 @@ fn a_restarted_replica_recovers_every_earlier_decision() {
     }
     assert!(cluster.status(leader).snapshot_through > before.commit_index);
     cluster.restart(node);
-    assert_eq!(cluster.status(node).commit_index, before.commit_index, "it cannot know more than it stored");
+    let stored = cluster.status(node).commit_index;
+    assert!((after.commit_index..=relearned).contains(&stored), "it cannot know more than it stored: {stored}");
     cluster.run_until(4 * commit_bound(), |c| c.converged().is_ok_and(|s| s > last)).unwrap();
     assert_eq!(cluster.replica(node).store(), cluster.replica(leader).store());
     assert_eq!(cluster.replica(node).store().get("k64").map(String::as_str), Some("v64"));

@@ -50,6 +50,15 @@ pub enum JoinedHow {
 }
 
 impl Record {
+    /// Whether the batch holding this record must be fsynced before its
+    /// messages leave. Everything but a commit marker: a lost marker is
+    /// relearned from the leader after a restart, and nothing sent depends
+    /// on it, so a batch of markers alone is appended and rides on the next
+    /// sync (raft-rs's `must_sync`), saving one fsync per write on followers.
+    pub fn must_sync(&self) -> bool {
+        !matches!(self, Record::Committed { .. })
+    }
+
     /// The slot a record is about, if it is about one.
     pub fn slot(&self) -> Option<Slot> {
         match self {
