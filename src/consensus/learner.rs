@@ -150,11 +150,24 @@ impl Replica {
         self.maybe_snapshot();
     }
 
+    /// Whether a snapshot is due: once per `snapshot_interval` slots, at a
+    /// phase of its own per member (member i of n at slots congruent to
+    /// i * interval / n), so the members of a cluster never all stall on
+    /// writing a snapshot at the same slot.
+    fn snapshot_due(&self) -> bool {
+        let interval = u128::from(self.cfg.tuning.snapshot_interval.max(1));
+        let members = &self.cfg.members;
+        let position = members.keys().position(|id| *id == self.id()).unwrap_or(0) as u128;
+        let phase = interval * position / (members.len().max(1) as u128);
+        let period = |slot: Slot| (u128::from(slot) + interval - phase) / interval;
+        period(self.applied) > period(self.snapshot_through)
+    }
+
     fn maybe_snapshot(&mut self) {
-        let tuning = &self.cfg.tuning;
-        if self.applied < self.snapshot_through.saturating_add(tuning.snapshot_interval) {
+        if !self.snapshot_due() {
             return;
         }
+        let tuning = &self.cfg.tuning;
         self.snapshot_through = self.applied;
         self.out.snapshot = Some(Snapshot { through: self.applied, state: self.kv.clone() });
         let keep_from = self.applied.saturating_sub(tuning.log_retain);
