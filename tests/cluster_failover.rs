@@ -142,6 +142,16 @@ fn a_sigkilled_leader_is_replaced_and_nothing_committed_is_lost() {
     let (new_leader, new_ballot) = cluster.wait_for_leader();
     assert_ne!(new_leader, old_leader, "node {old_leader} (pid {pid}) was killed");
     assert!(new_ballot > old_ballot, "new ballot {new_ballot:?} is not above {old_ballot:?}");
+    // The survivors heard its connections close (which starts their
+    // campaign early, without waiting out an election timeout).
+    for id in cluster.nodes.iter().map(|n| n.id).filter(|id| *id != old_leader) {
+        let line = format!("the connection from node {old_leader} closed");
+        eventually(
+            &format!("node {id} to notice"),
+            || cluster.log(id).contains(&line).then_some(()),
+            || cluster.logs(),
+        );
+    }
     stop.store(true, Ordering::SeqCst);
     let outcomes = writer.join().expect("writer");
 

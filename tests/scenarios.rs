@@ -1086,3 +1086,51 @@ fn read_ids_are_not_reused_after_a_restart() {
     assert!(!first.is_empty() && !second.is_empty());
     assert!(second.iter().all(|id| !first.contains(id)), "ids {first:?} were used again: {second:?}");
 }
+
+#[test]
+fn a_dead_leader_whose_connections_close_is_replaced_before_any_election_timeout() {
+    // The followers hear the leader's connections close (the simulation
+    // says so as the node crashes) and campaign within link_lost_min..max
+    // ticks. Without that, the first campaign starts an election timeout
+    // after the last heartbeat: at least election_min - heartbeat ticks
+    // after the crash, plus a probe and a prepare round trip.
+    let t = sim_timing();
+    let bound = t.link_lost_max + 2 * round_trip() + 1;
+    // (Two round trips of at least 1 tick each way.)
+    assert!(bound < t.election_min - t.heartbeat + 2 * 2, "the bound would not tell the two apart");
+    let mut took = Vec::new();
+    for seed in 0..20 {
+        let mut cluster = Cluster::new(3, seed);
+        let leader = elected(&mut cluster);
+        cluster.crash(leader);
+        let elapsed = cluster
+            .run_until(bound, |c| c.leaders().iter().any(|l| *l != leader))
+            .unwrap_or_else(|e| panic!("seed {seed}: no new leader within {bound} ticks: {e}\n{}", cluster.describe()));
+        took.push(elapsed);
+    }
+    println!("ticks from the crash to a new leader, seeds 0..20: {took:?}");
+}
+
+#[test]
+fn a_follower_whose_link_to_a_live_leader_flaps_does_not_depose_it() {
+    for seed in 0..20 {
+        let mut cluster = Cluster::new(3, seed);
+        let leader = elected(&mut cluster);
+        let ballot = cluster.status(leader).ballot;
+        let follower = followers(&cluster, leader)[seed as usize % 2];
+        let campaigns = cluster.status(follower).elections_started;
+        // The connection from the leader breaks (nothing of it arrives)
+        // and is redialled a little later, before any election timeout.
+        cluster.block(leader, follower);
+        cluster.input(follower, paxos::consensus::Input::LinkLost { peer: leader });
+        let t = sim_timing();
+        cluster.run_until(t.link_lost_max + round_trip(), |_| false).unwrap_err();
+        // It did campaign; the others refused its probe, hearing the leader.
+        assert!(cluster.status(follower).elections_started > campaigns, "seed {seed}: the loss was ignored");
+        cluster.heal();
+        cluster.run_until(election_bound(), |_| false).unwrap_err();
+        assert_eq!(cluster.leaders(), vec![leader], "seed {seed}: leadership moved\n{}", cluster.describe());
+        assert_eq!(cluster.status(leader).ballot, ballot, "seed {seed}");
+        commit(&mut cluster, follower, put("after", "flap"));
+    }
+}

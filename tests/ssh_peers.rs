@@ -216,3 +216,47 @@ async fn bad_frames_close_only_their_channel() {
     assert!(good_link.stats().connected);
     shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_channel_that_ends_after_its_hello_is_reported_lost() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let k1 = make_key(&dir, "node1");
+    let k7 = make_key(&dir, "node7");
+    let settings = paxos::ssh::ServerSettings {
+        node: 1,
+        listen: "127.0.0.1:0".into(),
+        host_key: k1.private.clone(),
+        access: peers(&[(7, &k7)]),
+        max_frame: MAX_FRAME,
+    };
+    let (lost_tx, mut lost) = tokio::sync::mpsc::channel(8);
+    let server = paxos::ssh::SshServer::bind(settings).await.unwrap().with_link_loss(lost_tx);
+    let (addr, mut inbox, stop) = spawn_server(server);
+    let client = SshClient::connect(&addr.to_string(), &k1.public, &k7.private).await.unwrap();
+
+    // A channel that closes before saying hello was never a link.
+    let silent = client.open_subsystem(PEER_SUBSYSTEM).await.unwrap();
+    silent.close().await.unwrap();
+
+    // One that said hello and carried a message is a link: its end is news.
+    let channel = client.open_subsystem(PEER_SUBSYSTEM).await.unwrap();
+    let mut stream = raw_frame(&frame::encode_hello(7).unwrap());
+    stream.extend(raw_frame(&frame::encode_message(&TestMsg::Ping { n: 1 }, MAX_FRAME).unwrap()));
+    channel.data_bytes(stream).await.unwrap();
+    assert_eq!(recv(&mut inbox).await, (7, TestMsg::Ping { n: 1 }));
+    channel.close().await.unwrap();
+    let reported = tokio::time::timeout(WAIT, lost.recv()).await.expect("no link loss reported");
+    assert_eq!(reported, Some(7));
+    assert!(lost.try_recv().is_err(), "the channel without a hello was reported too");
+
+    // A server that is shutting down reports nothing.
+    let channel = client.open_subsystem(PEER_SUBSYSTEM).await.unwrap();
+    let mut stream = raw_frame(&frame::encode_hello(7).unwrap());
+    stream.extend(raw_frame(&frame::encode_message(&TestMsg::Ping { n: 2 }, MAX_FRAME).unwrap()));
+    channel.data_bytes(stream).await.unwrap();
+    assert_eq!(recv(&mut inbox).await, (7, TestMsg::Ping { n: 2 }));
+    stop.cancel();
+    let after = tokio::time::timeout(WAIT, lost.recv()).await.expect("the server kept its sender after stopping");
+    assert_eq!(after, None, "a shutdown was reported as a lost link");
+}

@@ -77,6 +77,11 @@ pub struct Timing {
     pub retransmit: u64,
     /// A node re-forwards a client command not yet applied after this (default 100 ticks).
     pub client_retry: u64,
+    /// When the leader's connection closes, a follower campaigns after a
+    /// delay drawn from [min, max] (default 3..15 ticks), not a whole
+    /// election timeout. The spread keeps the followers from colliding.
+    pub link_lost_min: u64,
+    pub link_lost_max: u64,
 }
 
 impl Default for Timing {
@@ -89,6 +94,8 @@ impl Default for Timing {
             backoff_cap: 400,
             retransmit: 50,
             client_retry: 100,
+            link_lost_min: 3,
+            link_lost_max: 15,
         }
     }
 }
@@ -230,6 +237,8 @@ impl Config {
             ("backoff_cap", t.backoff_cap),
             ("retransmit", t.retransmit),
             ("client_retry", t.client_retry),
+            ("link_lost_min", t.link_lost_min),
+            ("link_lost_max", t.link_lost_max),
         ];
         if let Some((name, value)) = timings.iter().find(|(_, v)| *v == 0 || *v > MAX_TIMING_TICKS) {
             return Err(ConfigError::Timing(format!(
@@ -247,6 +256,12 @@ impl Config {
             return Err(ConfigError::Timing(format!(
                 "election_max ({}) must be above election_min ({}): the spread is what prevents split votes",
                 t.election_max, t.election_min
+            )));
+        }
+        if t.link_lost_max < t.link_lost_min || t.link_lost_max > t.election_min {
+            return Err(ConfigError::Timing(format!(
+                "link_lost_min..link_lost_max ({}..{}) must be a range below election_min ({})",
+                t.link_lost_min, t.link_lost_max, t.election_min
             )));
         }
         if t.backoff_cap < t.backoff_base {
@@ -333,6 +348,10 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("heartbeat is 9223372036854775808 ticks"));
         c.timing = Timing { retransmit: 0, ..Timing::default() };
         assert!(c.validate().unwrap_err().to_string().contains("retransmit is 0 ticks"));
+        c.timing = Timing { link_lost_min: 20, link_lost_max: 10, ..Timing::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("link_lost_min..link_lost_max (20..10)"));
+        c.timing = Timing { heartbeat: 2, election_min: 12, election_max: 24, ..Timing::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("below election_min (12)"));
         c.timing = Timing::default();
         c.tuning.snapshot_interval = u64::MAX;
         assert!(c.validate().unwrap_err().to_string().contains("snapshot_interval"));

@@ -92,6 +92,22 @@ impl Replica {
         }
     }
 
+    /// The leader's connection closed. A follower stops counting on it
+    /// (acceptors refuse probes only while they believe in a live leader)
+    /// and campaigns within `link_lost_min..=link_lost_max` ticks instead
+    /// of a whole election timeout. If only this link broke and the leader
+    /// lives, the others still hear it and refuse the probe: nothing
+    /// changes but a backoff here.
+    pub(super) fn on_link_lost(&mut self, peer: NodeId) {
+        if peer == self.id() || self.leader != Some(peer) || !matches!(self.role, Role::Follower) {
+            return;
+        }
+        let t = self.cfg.timing;
+        self.last_leader_contact = None;
+        let soon = self.now + self.rng.between(t.link_lost_min, t.link_lost_max);
+        self.election_deadline = self.election_deadline.min(soon);
+    }
+
     pub(super) fn tick_election(&mut self) {
         let timing = self.cfg.timing;
         match &self.role {

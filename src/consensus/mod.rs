@@ -58,6 +58,10 @@ pub enum Input {
     /// certain to leave it unapplied; answers `Applied`, `Withdrawn` or
     /// `OutcomeUnknown`.
     Withdraw { request: RequestId, client: ClientId, seq: u64 },
+    /// The connection `peer` held to this node closed (its process died,
+    /// or the link broke). A follower whose leader it was campaigns soon,
+    /// without waiting out a whole election timeout.
+    LinkLost { peer: NodeId },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,6 +284,7 @@ impl Replica {
             Input::Read { request, key, linearizable } => self.on_read(request, key, linearizable),
             Input::TransferLeadership { request, to } => self.on_transfer(request, to),
             Input::Withdraw { request, client, seq } => self.on_withdraw(request, client, seq),
+            Input::LinkLost { peer } => self.on_link_lost(peer),
         }
         self.flush();
         std::mem::take(&mut self.out)

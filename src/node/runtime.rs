@@ -86,6 +86,7 @@ impl<S: Storage, T: Transport<Error = Infallible>> Runtime<S, T> {
         self,
         mut inbox: mpsc::Receiver<(NodeId, Message)>,
         mut requests: mpsc::Receiver<NodeRequest>,
+        mut links_lost: mpsc::Receiver<NodeId>,
         shutdown: CancellationToken,
     ) -> Result<(), StorageError> {
         let Runtime { mut replica, storage, transport, tick, metrics } = self;
@@ -104,6 +105,10 @@ impl<S: Storage, T: Transport<Error = Infallible>> Runtime<S, T> {
                     _ = ticker.tick() => pending.push_back(Input::Tick),
                     Some((from, msg)) = inbox.recv() => pending.push_back(Input::Receive(Envelope { from, to: me, msg })),
                     Some(request) = requests.recv() => state.accept(request, &mut pending, &replica),
+                    Some(peer) = links_lost.recv() => {
+                        info!(node = me, peer, "the connection from node {peer} closed");
+                        pending.push_back(Input::LinkLost { peer });
+                    }
                 }
             }
             // Take everything else already waiting, so one fsync covers it all.
@@ -140,8 +145,8 @@ impl<S: Storage, T: Transport<Error = Infallible>> Runtime<S, T> {
             }
             metrics.observe(&status, batch.stepped);
         }
-        // Everything appended was synced in its own batch; sync once more so
-        // a shutdown never depends on that reasoning.
+        // Commit markers may still wait for a sync (they ride on the next
+        // one); make them durable on the way out.
         tokio::task::block_in_place(|| driver.storage.sync())?;
         info!(node = me, "stopped; write-ahead log flushed");
         Ok(())

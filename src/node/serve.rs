@@ -188,11 +188,13 @@ pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Res
     }
     let server_stop = shutdown.clone();
     let span = tracing::info_span!("node", id);
+    let (lost_tx, lost_rx) = mpsc::channel(64);
+    let server = server.with_link_loss(lost_tx);
     let server_task = tokio::spawn(server.run::<Message>(inbox_tx, service, server_stop).instrument(span.clone()));
     let runtime_stop = shutdown.clone();
     let task = tokio::spawn(
         async move {
-            let result = runtime.run(inbox_rx, requests_rx, runtime_stop).await;
+            let result = runtime.run(inbox_rx, requests_rx, lost_rx, runtime_stop).await;
             // Whatever ended the consensus task ends the node.
             shutdown.cancel();
             if let Ok(Err(e)) = server_task.await {

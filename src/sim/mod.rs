@@ -61,6 +61,8 @@ pub struct Report {
     /// Crashes that also lost the node's whole storage.
     pub wipes: u32,
     pub partitions: u32,
+    /// Live peers' connections a node saw close (`Input::LinkLost`).
+    pub link_flaps: u32,
     pub messages: u64,
     pub liveness_ticks: u64,
     pub snapshots_taken: u32,
@@ -88,6 +90,8 @@ pub fn sim_timing() -> Timing {
         backoff_cap: 32,
         retransmit: 6,
         client_retry: 12,
+        link_lost_min: 1,
+        link_lost_max: 4,
     }
 }
 
@@ -318,6 +322,15 @@ fn inject_faults(world: &mut World, rng: &mut Rng, report: &mut Report) -> Resul
         }
     } else if world.net.is_partitioned() && rng.chance(0.01) {
         world.net.heal();
+    }
+    if rng.chance(0.004) && up.len() > 1 {
+        // A link flaps: one node sees a live peer's connection close.
+        let pick = |rng: &mut Rng| up[rng.between(0, up.len() as u64 - 1) as usize];
+        let (a, b) = (pick(rng), pick(rng));
+        if a != b {
+            report.link_flaps += 1;
+            world.enqueue(a, Input::LinkLost { peer: b });
+        }
     }
     if rng.chance(0.002)
         && let Some(leader) = world.leaders().first().copied()

@@ -90,6 +90,11 @@ impl Network {
         }
     }
 
+    /// The tick the last message `from` sent that is still in flight arrives.
+    pub fn last_arrival_from(&self, from: NodeId) -> Option<u64> {
+        self.in_flight.iter().rev().find(|(_, env)| env.from == from).map(|((at, _), _)| *at)
+    }
+
     pub fn heal(&mut self) {
         self.blocked.clear();
     }

@@ -88,6 +88,8 @@ pub(super) struct World {
     /// Messages sent and delivered and entries applied, for the test
     /// harness (`super::cluster`); `None` (nothing recorded) in `run_seed`.
     pub trace: Option<Trace>,
+    /// (tick, node, peer): `node` hears `peer`'s connection close then.
+    link_losses: Vec<(u64, NodeId, NodeId)>,
 }
 
 impl World {
@@ -133,6 +135,7 @@ impl World {
             snapshots_taken: 0,
             snapshots_installed: 0,
             trace: None,
+            link_losses: Vec::new(),
         })
     }
 
@@ -172,6 +175,12 @@ impl World {
         self.now += 1;
         for env in self.net.due(self.now) {
             self.enqueue(env.to, Input::Receive(env));
+        }
+        let now = self.now;
+        let (due, later): (Vec<_>, Vec<_>) = self.link_losses.drain(..).partition(|(at, _, _)| *at <= now);
+        self.link_losses = later;
+        for (_, node, peer) in due {
+            self.enqueue(node, Input::LinkLost { peer });
         }
         for id in self.up() {
             self.enqueue(id, Input::Tick);
@@ -369,6 +378,12 @@ impl World {
             node.pending.clear();
             node.driver.transport.outbox.clear();
             node.driver.storage.crash();
+        }
+        // Its connections close: every other node reads what it had sent,
+        // then the end of the stream.
+        let at = self.net.last_arrival_from(id).unwrap_or(self.now) + 1;
+        for other in self.up() {
+            self.link_losses.push((at, other, id));
         }
     }
 

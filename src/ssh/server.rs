@@ -131,6 +131,7 @@ pub struct SshServer {
     config: Arc<russh::server::Config>,
     limits: ConnectionLimits,
     clock: Option<ClockExchange>,
+    link_lost: Option<mpsc::Sender<u64>>,
 }
 
 /// Whether a subsystem name or exec command is an operator command line.
@@ -173,6 +174,7 @@ impl SshServer {
             config: Arc::new(config),
             limits: ConnectionLimits::DEFAULT,
             clock: None,
+            link_lost: None,
         })
     }
 
@@ -188,6 +190,14 @@ impl SshServer {
     /// (off unless set).
     pub fn with_clock(mut self, exchange: ClockExchange) -> SshServer {
         self.clock = Some(exchange);
+        self
+    }
+
+    /// Tells `tx` the id of every peer whose channel, once it said hello,
+    /// ends while the server runs (the peer died, or its link broke); when
+    /// `tx` is full the notice is dropped.
+    pub fn with_link_loss(mut self, tx: mpsc::Sender<u64>) -> SshServer {
+        self.link_lost = Some(tx);
         self
     }
 
@@ -214,6 +224,7 @@ impl SshServer {
             max_frame: self.max_frame,
             shutdown: shutdown.clone(),
             clock: self.clock,
+            link_lost: self.link_lost,
         });
         info!(node = self.node, addr = %self.local_addr, limits = ?self.limits, "ssh server listening");
         accept::serve(self.listener, self.config, Admission::new(self.limits), shared, shutdown).await;
@@ -229,6 +240,7 @@ struct Shared<M> {
     max_frame: usize,
     shutdown: CancellationToken,
     clock: Option<ClockExchange>,
+    link_lost: Option<mpsc::Sender<u64>>,
 }
 
 /// One client connection.
@@ -504,11 +516,13 @@ async fn read_peer_channel<M: DeserializeOwned + Send + 'static>(
     };
     let prober = Arc::new(Mutex::new(Prober::default()));
     let mut probing = None;
+    let mut greeted = false;
     let result: Result<(), FrameError> = async {
         let Some(first) = next().await? else {
             return Ok(());
         };
         frame::decode_hello(&first, peer)?;
+        greeted = true;
         info!("node {peer} at {addr} opened {PEER_SUBSYSTEM} to node {}", shared.node);
         if let Some(exchange) = &shared.clock {
             exchange.sink.restart(peer);
@@ -536,6 +550,9 @@ async fn read_peer_channel<M: DeserializeOwned + Send + 'static>(
     }
     .await;
     drop(probing);
+    if let Some(tx) = shared.link_lost.as_ref().filter(|_| greeted && !shared.shutdown.is_cancelled()) {
+        let _ = tx.try_send(peer); // full: enough is known already
+    }
     match result {
         Ok(()) => debug!("{PEER_SUBSYSTEM} channel from node {peer} at {addr} ended"),
         Err(e) => error!("closing {PEER_SUBSYSTEM} channel from node {peer} at {addr}: {e}"),
