@@ -89,9 +89,19 @@ pub(crate) fn sync_dir(dir: &std::path::Path) -> Result<(), StorageError> {
 /// old file or the new one, never a mix; a failed write leaves no `tmp`.
 pub(crate) fn write_atomically(dir: &std::path::Path, tmp: &str, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
     use std::io::Write;
+    write_atomically_with(dir, tmp, name, |file| file.write_all(bytes))
+}
+
+/// `write_atomically`, with `write` filling the new file (from its start).
+pub(crate) fn write_atomically_with(
+    dir: &std::path::Path,
+    tmp: &str,
+    name: &str,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<(), StorageError> {
     let tmp = dir.join(tmp);
     let written = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
+        write(&mut f)?;
         f.sync_all()
     });
     if let Err(e) = written {
