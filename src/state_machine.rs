@@ -109,12 +109,26 @@ pub enum OpResult {
     StaleSequence {
         last_seq: u64,
     },
+    /// The command was applied, but it was a one-off (sequence number
+    /// `ONE_OFF_SEQ`) whose result no store keeps: its node answered it
+    /// when it applied it, and nobody asks again.
+    NotKept,
 }
+
+/// The sequence number of a one-off command: one no client will retry
+/// with the same id (a node gives every command that comes without a
+/// request id a fresh random client id and this sequence number). Its
+/// session only stops a copy of it from being applied twice (a node
+/// re-forwards a command after a leader change): it keeps no result, so the
+/// session table does not hold a previous value per write.
+pub const ONE_OFF_SEQ: u64 = 0;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Session {
     seq: u64,
-    result: OpResult,
+    /// `None` for a one-off command (`ONE_OFF_SEQ`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    result: Option<OpResult>,
     last_slot: Slot,
 }
 
@@ -242,7 +256,7 @@ impl KvStore {
     pub fn cached(&self, client: ClientId, seq: u64) -> Option<(OpResult, Slot)> {
         let session = self.sessions.get(&client)?;
         if seq == session.seq {
-            Some((session.result.clone(), session.last_slot))
+            Some((session.result.clone().unwrap_or(OpResult::NotKept), session.last_slot))
         } else if seq < session.seq {
             Some((OpResult::StaleSequence { last_seq: session.seq }, session.last_slot))
         } else {
@@ -277,6 +291,7 @@ impl KvStore {
     }
 
     fn remember(&mut self, client: ClientId, seq: u64, slot: Slot, result: OpResult) {
+        let result = (seq != ONE_OFF_SEQ).then_some(result);
         if let Some(old) = self.sessions.insert(client, Session { seq, result, last_slot: slot }) {
             self.by_recency.remove(&(old.last_slot, client));
         }
@@ -351,6 +366,41 @@ mod tests {
         assert_eq!(kv.cached(1, 1), None, "client 1 was least recent");
         assert!(kv.cached(2, 1).is_some());
         assert!(kv.cached(3, 1).is_some());
+    }
+
+    #[test]
+    fn a_one_off_command_is_applied_once_and_its_result_is_not_kept() {
+        let mut kv = KvStore::new(10);
+        let once = cmd(9, ONE_OFF_SEQ, put("k", "first"));
+        assert_eq!(kv.apply(1, &once), Applied { result: OpResult::Put { previous: None }, fresh: true });
+        kv.apply(2, &cmd(3, 1, put("k", "second")));
+        // A re-forwarded copy decided later changes nothing.
+        assert_eq!(kv.apply(3, &once), Applied { result: OpResult::NotKept, fresh: false });
+        assert_eq!(kv.get("k").map(String::as_str), Some("second"));
+        assert_eq!(kv.cached(9, ONE_OFF_SEQ), Some((OpResult::NotKept, 1)));
+        // A client with a request id still gets its own answer back.
+        assert_eq!(kv.cached(3, 1), Some((OpResult::Put { previous: Some("first".into()) }, 2)));
+    }
+
+    #[test]
+    fn one_off_sessions_hold_no_previous_values() {
+        let value = "v".repeat(256);
+        let store = |seq: u64| {
+            let mut kv = KvStore::new(10_000);
+            for n in 0..1_000u64 {
+                kv.apply(2 * n, &cmd(n + 1, seq, put("k", &value)));
+            }
+            serde_json::to_vec(&kv).unwrap().len()
+        };
+        let (kept, one_off) = (store(1), store(ONE_OFF_SEQ));
+        assert!(kept - one_off > 999 * 256, "{kept} bytes with results, {one_off} without");
+        let mut kv = KvStore::new(10);
+        kv.apply(4, &cmd(9, ONE_OFF_SEQ, put("k", &value)));
+        let json = serde_json::to_string(&kv).unwrap();
+        assert_eq!(json.matches(&value).count(), 1, "{json}");
+        let back: KvStore = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, kv);
+        assert_eq!(back.cached(9, ONE_OFF_SEQ), Some((OpResult::NotKept, 4)));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::ops::api::{
     WatchReceiver,
 };
 use crate::ssh::peer::PeerLink;
-use crate::state_machine::{Command, Op, Slot};
+use crate::state_machine::{Command, ONE_OFF_SEQ, Op, Slot};
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -230,10 +230,12 @@ impl NodeApi for NodeHandle {
 
     fn submit(&self, op: Op, request: Option<RequestId>) -> BoxFuture<'_, Result<Submitted, NodeError>> {
         Box::pin(async move {
-            // Without an id from the caller, a fresh client id per command:
-            // commands from one client must be applied in sequence order,
-            // which concurrent operators cannot promise.
-            let RequestId { client, seq } = request.unwrap_or(RequestId { client: rand::random::<u64>() | 1, seq: 1 });
+            // Without an id from the caller, a fresh client id per command
+            // (commands from one client must be applied in sequence order,
+            // which concurrent operators cannot promise), as a one-off: no
+            // caller can retry it, so no store keeps its result.
+            let one_off = RequestId { client: rand::random::<u64>() | 1, seq: ONE_OFF_SEQ };
+            let RequestId { client, seq } = request.unwrap_or(one_off);
             let command = Command { client, seq, op };
             match self.submit_and_wait(command).await? {
                 Response::Applied { slot, result } => Ok(Submitted { slot, result }),

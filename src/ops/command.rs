@@ -358,7 +358,11 @@ impl fmt::Display for OpsCommand {
 fn parse_request(s: &str) -> Result<RequestId, String> {
     let (client, seq) = s.split_once(':').ok_or("expected CLIENT:SEQ")?;
     let number = |x: &str| x.parse::<u64>().map_err(|_| format!("{x:?} is not a number (expected CLIENT:SEQ)"));
-    Ok(RequestId { client: number(client)?, seq: number(seq)? })
+    let seq = number(seq)?;
+    if seq == crate::state_machine::ONE_OFF_SEQ {
+        return Err("SEQ starts at 1 (0 marks a one-off command whose result is not kept)".into());
+    }
+    Ok(RequestId { client: number(client)?, seq })
 }
 
 #[derive(Parser, Debug)]

@@ -114,6 +114,7 @@ fn result_text(key: Option<&str>, submitted: &Submitted) -> String {
         OpResult::Cas { swapped: true, current } => format!("{key} swapped to {}", shown(current)),
         OpResult::Cas { swapped: false, current } => format!("{key} not swapped: it is {}", shown(current)),
         OpResult::StaleSequence { last_seq } => format!("stale request (client is at seq {last_seq})"),
+        OpResult::NotKept => "applied (its result was not kept)".to_owned(),
     };
     if matches!(submitted.result, OpResult::Proposed { .. }) {
         what

@@ -98,6 +98,10 @@ async fn a_retried_request_is_answered_not_reapplied_and_a_stale_one_fails() {
         "{}",
         stale.err
     );
+    // Sequence 0 marks a one-off command; an operator's requests start at 1.
+    let zero = operator(&node, "put k v --request 5:0").await;
+    assert_eq!(zero.code, EXIT_USAGE);
+    assert!(zero.err.contains("SEQ starts at 1"), "{}", zero.err);
 }
 
 #[tokio::test]
