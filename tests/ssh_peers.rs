@@ -4,7 +4,7 @@
 mod ssh_support;
 
 use paxos::ssh::frame::{self, PEER_SUBSYSTEM};
-use paxos::ssh::{PeerLink, PeerLinkSettings, SshClient};
+use paxos::ssh::{PeerEvent, PeerLink, PeerLinkSettings, SshClient};
 use ssh_support::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,6 +83,44 @@ async fn link_redials_after_the_peer_restarts() {
     assert!(link.stats().dials > dials_before);
     link.send(TestMsg::Ping { n: 2 });
     assert_eq!(recv(&mut s2.inbox).await, (1, TestMsg::Ping { n: 2 }));
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_backing_off_dials_at_once_when_told_its_peer_is_up() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let k1 = make_key(&dir, "node1");
+    let k2 = make_key(&dir, "node2");
+    let mut s2 = start_server(2, &k2, peers(&[(1, &k1)]), MAX_FRAME).await;
+    let addr = s2.addr_string();
+    let shutdown = CancellationToken::new();
+    let mut settings = link_settings(1, &k1, 2, addr.clone(), &k2);
+    // Once lost, it would wait an hour before dialling again.
+    settings.backoff_base = Duration::from_secs(3600);
+    settings.backoff_cap = Duration::from_secs(3600);
+    let link = PeerLink::spawn(settings, shutdown.clone());
+    link.send(TestMsg::Ping { n: 1 });
+    assert_eq!(recv(&mut s2.inbox).await, (1, TestMsg::Ping { n: 1 }));
+    drop(s2);
+    eventually("the link to notice", || !link.stats().connected).await;
+    let dials = link.stats().dials;
+
+    let mut s2 = start_server_at(&addr, 2, &k2, peers(&[(1, &k1)]), MAX_FRAME).await;
+    // (Told again until it listens: a wake-up before it starts waiting is lost.)
+    eventually("the link to come back well within its backoff", || {
+        link.redial_now();
+        link.stats().connected
+    })
+    .await;
+    assert_eq!(link.stats().dials, dials + 1, "one dial, at once");
+    link.send(TestMsg::Ping { n: 2 });
+    assert_eq!(recv(&mut s2.inbox).await, (1, TestMsg::Ping { n: 2 }));
+    // A connected link ignores it.
+    link.redial_now();
+    link.send(TestMsg::Ping { n: 3 });
+    assert_eq!(recv(&mut s2.inbox).await, (1, TestMsg::Ping { n: 3 }));
+    assert_eq!(link.stats().dials, dials + 1);
     shutdown.cancel();
 }
 
@@ -218,7 +256,7 @@ async fn bad_frames_close_only_their_channel() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_channel_that_ends_after_its_hello_is_reported_lost() {
+async fn a_peer_channel_is_reported_greeted_at_its_hello_and_lost_at_its_end() {
     logs();
     let dir = tempfile::tempdir().unwrap();
     let k1 = make_key(&dir, "node1");
@@ -231,7 +269,7 @@ async fn a_peer_channel_that_ends_after_its_hello_is_reported_lost() {
         max_frame: MAX_FRAME,
     };
     let (lost_tx, mut lost) = tokio::sync::mpsc::channel(8);
-    let server = paxos::ssh::SshServer::bind(settings).await.unwrap().with_link_loss(lost_tx);
+    let server = paxos::ssh::SshServer::bind(settings).await.unwrap().with_peer_events(lost_tx);
     let (addr, mut inbox, stop) = spawn_server(server);
     let client = SshClient::connect(&addr.to_string(), &k1.public, &k7.private).await.unwrap();
 
@@ -245,9 +283,10 @@ async fn a_peer_channel_that_ends_after_its_hello_is_reported_lost() {
     stream.extend(raw_frame(&frame::encode_message(&TestMsg::Ping { n: 1 }, MAX_FRAME).unwrap()));
     channel.data_bytes(stream).await.unwrap();
     assert_eq!(recv(&mut inbox).await, (7, TestMsg::Ping { n: 1 }));
+    assert_eq!(lost.recv().await, Some(PeerEvent::Greeted(7)));
     channel.close().await.unwrap();
     let reported = tokio::time::timeout(WAIT, lost.recv()).await.expect("no link loss reported");
-    assert_eq!(reported, Some(7));
+    assert_eq!(reported, Some(PeerEvent::Lost(7)));
     assert!(lost.try_recv().is_err(), "the channel without a hello was reported too");
 
     // A server that is shutting down reports nothing.
@@ -256,6 +295,7 @@ async fn a_peer_channel_that_ends_after_its_hello_is_reported_lost() {
     stream.extend(raw_frame(&frame::encode_message(&TestMsg::Ping { n: 2 }, MAX_FRAME).unwrap()));
     channel.data_bytes(stream).await.unwrap();
     assert_eq!(recv(&mut inbox).await, (7, TestMsg::Ping { n: 2 }));
+    assert_eq!(lost.recv().await, Some(PeerEvent::Greeted(7)));
     stop.cancel();
     let after = tokio::time::timeout(WAIT, lost.recv()).await.expect("the server kept its sender after stopping");
     assert_eq!(after, None, "a shutdown was reported as a lost link");

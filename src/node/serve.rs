@@ -18,7 +18,9 @@ use crate::ops::{EXIT_DENIED, Role};
 use crate::ssh::clock_probe::{ClockExchange, PROBE_INTERVAL};
 use crate::ssh::frame::DEFAULT_MAX_FRAME;
 use crate::ssh::peer::{PeerLink, PeerLinkSettings};
-use crate::ssh::server::{AccessList, OperatorService, OperatorSession, Principal, ServerSettings, SshServer};
+use crate::ssh::server::{
+    AccessList, OperatorService, OperatorSession, PeerEvent, Principal, ServerSettings, SshServer,
+};
 use crate::ssh::wall_clock::WallClock;
 use crate::storage::{DiskStorage, Opened, Owner, Storage};
 use anyhow::{Context as _, bail};
@@ -175,7 +177,7 @@ pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Res
     let audit = AuditLog::open(&cluster.node.audit_log)
         .with_context(|| format!("opening the audit log {}", cluster.node.audit_log.display()))?;
     let service = Arc::new(OpsService { api: Arc::new(handle.clone()), audit: Arc::new(audit) });
-    let transport = PeerTransport::new(links, metrics.clone());
+    let transport = PeerTransport::new(links.clone(), metrics.clone());
     let runtime = Runtime { replica, storage, transport, tick, metrics };
     if let Some(listener) = metrics_listener {
         info!(node = id, addr = %listener.local_addr()?, "serving GET /metrics");
@@ -188,8 +190,26 @@ pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Res
     }
     let server_stop = shutdown.clone();
     let span = tracing::info_span!("node", id);
+    // Peer channels that open wake a link backing off towards that peer;
+    // those that close go to the consensus task (`Input::LinkLost`).
+    let (events_tx, mut events) = mpsc::channel(64);
     let (lost_tx, lost_rx) = mpsc::channel(64);
-    let server = server.with_link_loss(lost_tx);
+    let server = server.with_peer_events(events_tx);
+    let redial = links.clone();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            match event {
+                PeerEvent::Greeted(peer) => {
+                    if let Some(link) = redial.get(&peer) {
+                        link.redial_now();
+                    }
+                }
+                PeerEvent::Lost(peer) => {
+                    let _ = lost_tx.try_send(peer);
+                }
+            }
+        }
+    });
     let server_task = tokio::spawn(server.run::<Message>(inbox_tx, service, server_stop).instrument(span.clone()));
     let runtime_stop = shutdown.clone();
     let task = tokio::spawn(

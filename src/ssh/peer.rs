@@ -77,6 +77,8 @@ struct Shared<M> {
     max_frame: usize,
     _msg: PhantomData<fn(M)>,
     wakeup: Notify,
+    /// Wakes a link that is waiting to dial again (`PeerLink::redial_now`).
+    redial: Notify,
     stats: Mutex<PeerLinkStats>,
 }
 
@@ -107,6 +109,7 @@ impl<M: Serialize + Send + 'static> PeerLink<M> {
             max_frame: settings.max_frame,
             _msg: PhantomData,
             wakeup: Notify::new(),
+            redial: Notify::new(),
             stats: Mutex::new(PeerLinkStats::default()),
         });
         let peer = settings.peer_node;
@@ -159,6 +162,12 @@ impl<M: Serialize + Send + 'static> PeerLink<M> {
             }
         }
         self.shared.wakeup.notify_one();
+    }
+
+    /// The peer is known to be up (it just dialled us): if the link is
+    /// waiting out a backoff, dial now. Does nothing to a connected link.
+    pub fn redial_now(&self) {
+        self.shared.redial.notify_waiters();
     }
 
     /// Encoded bytes waiting for the peer.
@@ -228,6 +237,10 @@ impl<M: Serialize + Send + 'static> LinkTask<M> {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}
+                _ = self.shared.redial.notified() => {
+                    debug!("{} is up: dialling it now", self.describe());
+                    attempt = 0;
+                }
             }
         }
     }

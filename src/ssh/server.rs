@@ -122,6 +122,13 @@ pub struct ServerSettings {
     pub max_frame: usize,
 }
 
+/// What `SshServer::with_peer_events` reports, with the peer's node id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerEvent {
+    Greeted(u64),
+    Lost(u64),
+}
+
 pub struct SshServer {
     node: u64,
     listener: TcpListener,
@@ -131,7 +138,7 @@ pub struct SshServer {
     config: Arc<russh::server::Config>,
     limits: ConnectionLimits,
     clock: Option<ClockExchange>,
-    link_lost: Option<mpsc::Sender<u64>>,
+    peer_events: Option<mpsc::Sender<PeerEvent>>,
 }
 
 /// Whether a subsystem name or exec command is an operator command line.
@@ -174,7 +181,7 @@ impl SshServer {
             config: Arc::new(config),
             limits: ConnectionLimits::DEFAULT,
             clock: None,
-            link_lost: None,
+            peer_events: None,
         })
     }
 
@@ -193,11 +200,12 @@ impl SshServer {
         self
     }
 
-    /// Tells `tx` the id of every peer whose channel, once it said hello,
-    /// ends while the server runs (the peer died, or its link broke); when
-    /// `tx` is full the notice is dropped.
-    pub fn with_link_loss(mut self, tx: mpsc::Sender<u64>) -> SshServer {
-        self.link_lost = Some(tx);
+    /// Tells `tx` when a peer's channel says hello (`Greeted`: the peer is
+    /// up, so a link to it that is backing off may dial now) and when such a
+    /// channel ends while the server runs (`Lost`: the peer died, or its
+    /// link broke). When `tx` is full a notice is dropped.
+    pub fn with_peer_events(mut self, tx: mpsc::Sender<PeerEvent>) -> SshServer {
+        self.peer_events = Some(tx);
         self
     }
 
@@ -224,7 +232,7 @@ impl SshServer {
             max_frame: self.max_frame,
             shutdown: shutdown.clone(),
             clock: self.clock,
-            link_lost: self.link_lost,
+            peer_events: self.peer_events,
         });
         info!(node = self.node, addr = %self.local_addr, limits = ?self.limits, "ssh server listening");
         accept::serve(self.listener, self.config, Admission::new(self.limits), shared, shutdown).await;
@@ -240,7 +248,7 @@ struct Shared<M> {
     max_frame: usize,
     shutdown: CancellationToken,
     clock: Option<ClockExchange>,
-    link_lost: Option<mpsc::Sender<u64>>,
+    peer_events: Option<mpsc::Sender<PeerEvent>>,
 }
 
 /// One client connection.
@@ -523,6 +531,9 @@ async fn read_peer_channel<M: DeserializeOwned + Send + 'static>(
         };
         frame::decode_hello(&first, peer)?;
         greeted = true;
+        if let Some(tx) = &shared.peer_events {
+            let _ = tx.try_send(PeerEvent::Greeted(peer));
+        }
         info!("node {peer} at {addr} opened {PEER_SUBSYSTEM} to node {}", shared.node);
         if let Some(exchange) = &shared.clock {
             exchange.sink.restart(peer);
@@ -550,8 +561,8 @@ async fn read_peer_channel<M: DeserializeOwned + Send + 'static>(
     }
     .await;
     drop(probing);
-    if let Some(tx) = shared.link_lost.as_ref().filter(|_| greeted && !shared.shutdown.is_cancelled()) {
-        let _ = tx.try_send(peer); // full: enough is known already
+    if let Some(tx) = shared.peer_events.as_ref().filter(|_| greeted && !shared.shutdown.is_cancelled()) {
+        let _ = tx.try_send(PeerEvent::Lost(peer)); // full: enough is known already
     }
     match result {
         Ok(()) => debug!("{PEER_SUBSYSTEM} channel from node {peer} at {addr} ended"),
