@@ -278,10 +278,7 @@ async fn a_peer_channel_is_reported_greeted_at_its_hello_and_lost_at_its_end() {
     silent.close().await.unwrap();
 
     // One that said hello and carried a message is a link: its end is news.
-    let channel = client.open_subsystem(PEER_SUBSYSTEM).await.unwrap();
-    let mut stream = raw_frame(&frame::encode_hello(7).unwrap());
-    stream.extend(raw_frame(&frame::encode_message(&TestMsg::Ping { n: 1 }, MAX_FRAME).unwrap()));
-    channel.data_bytes(stream).await.unwrap();
+    let channel = hello_and_ping(&client, 7, 1).await;
     assert_eq!(recv(&mut inbox).await, (7, TestMsg::Ping { n: 1 }));
     assert_eq!(lost.recv().await, Some(PeerEvent::Greeted(7)));
     channel.close().await.unwrap();
@@ -290,13 +287,19 @@ async fn a_peer_channel_is_reported_greeted_at_its_hello_and_lost_at_its_end() {
     assert!(lost.try_recv().is_err(), "the channel without a hello was reported too");
 
     // A server that is shutting down reports nothing.
-    let channel = client.open_subsystem(PEER_SUBSYSTEM).await.unwrap();
-    let mut stream = raw_frame(&frame::encode_hello(7).unwrap());
-    stream.extend(raw_frame(&frame::encode_message(&TestMsg::Ping { n: 2 }, MAX_FRAME).unwrap()));
-    channel.data_bytes(stream).await.unwrap();
+    let _channel = hello_and_ping(&client, 7, 2).await;
     assert_eq!(recv(&mut inbox).await, (7, TestMsg::Ping { n: 2 }));
     assert_eq!(lost.recv().await, Some(PeerEvent::Greeted(7)));
     stop.cancel();
     let after = tokio::time::timeout(WAIT, lost.recv()).await.expect("the server kept its sender after stopping");
     assert_eq!(after, None, "a shutdown was reported as a lost link");
+}
+
+/// A raw peer channel from node `id` that says hello and sends one ping.
+async fn hello_and_ping(client: &SshClient, id: u64, n: u64) -> russh::Channel<russh::client::Msg> {
+    let channel = client.open_subsystem(PEER_SUBSYSTEM).await.unwrap();
+    let mut stream = raw_frame(&frame::encode_hello(id).unwrap());
+    stream.extend(raw_frame(&frame::encode_message(&TestMsg::Ping { n }, MAX_FRAME).unwrap()));
+    channel.data_bytes(stream).await.unwrap();
+    channel
 }
