@@ -193,8 +193,8 @@ impl<S: Storage, T: Transport> BatchDriver<S, T> {
         if report.stepped == 0 {
             return Ok(report);
         }
-        let crash = host.crash_point(&stages(&batch, me));
         let must_sync = needs_sync(&batch);
+        let crash = host.crash_point(&stages(&batch, me, must_sync));
         let stop = |stage: Stage, mut report: Batch| {
             report.crashed = Some(stage);
             Ok(report)
@@ -288,7 +288,7 @@ impl<S: Storage, T: Transport> BatchDriver<S, T> {
 }
 
 /// The stages `batch` goes through, in order.
-fn stages(batch: &Outputs, me: crate::consensus::ballot::NodeId) -> Vec<Stage> {
+fn stages(batch: &Outputs, me: crate::consensus::ballot::NodeId, must_sync: bool) -> Vec<Stage> {
     let mut stages = vec![Stage::AfterStep];
     if batch.send.iter().any(|e| e.to != me) {
         stages.push(Stage::AfterSend);
@@ -301,7 +301,7 @@ fn stages(batch: &Outputs, me: crate::consensus::ballot::NodeId) -> Vec<Stage> {
     }
     if !batch.persist.is_empty() {
         stages.push(Stage::AfterAppend);
-        if needs_sync(batch) {
+        if must_sync {
             stages.push(Stage::AfterSync);
         }
     }

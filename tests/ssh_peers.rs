@@ -60,34 +60,20 @@ async fn peers_exchange_messages_in_order() {
     shutdown.cancel();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn link_redials_after_the_peer_restarts() {
-    logs();
-    let dir = tempfile::tempdir().unwrap();
-    let k1 = make_key(&dir, "node1");
-    let k2 = make_key(&dir, "node2");
-    let mut s2 = start_server(2, &k2, peers(&[(1, &k1)]), MAX_FRAME).await;
-    let addr = s2.addr_string();
-    let shutdown = CancellationToken::new();
-    let link = PeerLink::spawn(link_settings(1, &k1, 2, addr.clone(), &k2), shutdown.clone());
-    link.send(TestMsg::Ping { n: 1 });
-    assert_eq!(recv(&mut s2.inbox).await, (1, TestMsg::Ping { n: 1 }));
-    let dials_before = link.stats().dials;
-
-    drop(s2); // cancels the server: every connection is dropped
-    eventually("the link to notice", || !link.stats().connected).await;
-    assert!(link.stats().last_error.is_some());
-
-    let mut s2 = start_server_at(&addr, 2, &k2, peers(&[(1, &k1)]), MAX_FRAME).await;
-    eventually("the link to come back", || link.stats().connected).await;
-    assert!(link.stats().dials > dials_before);
-    link.send(TestMsg::Ping { n: 2 });
-    assert_eq!(recv(&mut s2.inbox).await, (1, TestMsg::Ping { n: 2 }));
-    shutdown.cancel();
+/// A link from node 1 to node 2 (with `settings` changed by `tweak`) that
+/// carried a message, then lost its peer: node 2's server is gone.
+struct LostPeer {
+    _dir: tempfile::TempDir,
+    k1: TestKey,
+    k2: TestKey,
+    addr: String,
+    link: PeerLink<TestMsg>,
+    shutdown: CancellationToken,
+    /// Dials made while it was connected.
+    dials_connected: u64,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_link_backing_off_dials_at_once_when_told_its_peer_is_up() {
+async fn lost_peer(tweak: impl FnOnce(&mut PeerLinkSettings)) -> LostPeer {
     logs();
     let dir = tempfile::tempdir().unwrap();
     let k1 = make_key(&dir, "node1");
@@ -96,14 +82,37 @@ async fn a_link_backing_off_dials_at_once_when_told_its_peer_is_up() {
     let addr = s2.addr_string();
     let shutdown = CancellationToken::new();
     let mut settings = link_settings(1, &k1, 2, addr.clone(), &k2);
-    // Once lost, it would wait an hour before dialling again.
-    settings.backoff_base = Duration::from_secs(3600);
-    settings.backoff_cap = Duration::from_secs(3600);
+    tweak(&mut settings);
     let link = PeerLink::spawn(settings, shutdown.clone());
     link.send(TestMsg::Ping { n: 1 });
     assert_eq!(recv(&mut s2.inbox).await, (1, TestMsg::Ping { n: 1 }));
-    drop(s2);
+    let dials_connected = link.stats().dials;
+    drop(s2); // cancels the server: every connection is dropped
     eventually("the link to notice", || !link.stats().connected).await;
+    LostPeer { _dir: dir, k1, k2, addr, link, shutdown, dials_connected }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_redials_after_the_peer_restarts() {
+    let LostPeer { k1, k2, addr, link, shutdown, dials_connected, .. } = lost_peer(|_| {}).await;
+    assert!(link.stats().last_error.is_some());
+
+    let mut s2 = start_server_at(&addr, 2, &k2, peers(&[(1, &k1)]), MAX_FRAME).await;
+    eventually("the link to come back", || link.stats().connected).await;
+    assert!(link.stats().dials > dials_connected);
+    link.send(TestMsg::Ping { n: 2 });
+    assert_eq!(recv(&mut s2.inbox).await, (1, TestMsg::Ping { n: 2 }));
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_backing_off_dials_at_once_when_told_its_peer_is_up() {
+    // Once lost, it would wait an hour before dialling again.
+    let LostPeer { k1, k2, addr, link, shutdown, .. } = lost_peer(|settings| {
+        settings.backoff_base = Duration::from_secs(3600);
+        settings.backoff_cap = Duration::from_secs(3600);
+    })
+    .await;
     let dials = link.stats().dials;
 
     let mut s2 = start_server_at(&addr, 2, &k2, peers(&[(1, &k1)]), MAX_FRAME).await;
