@@ -163,11 +163,12 @@ impl<S: Storage, T: Transport> BatchDriver<S, T> {
         self
     }
 
-    /// Step up to the batch limit of `pending` into `replica`, then do the
-    /// batch's I/O. Messages the node sends itself that need nothing durable
-    /// join `pending` as they appear (and are stepped in this batch if the
-    /// limit allows); those that waited for the sync join it at the end, for
-    /// the next batch.
+    /// Step up to the batch limit of `pending` into `replica`, end the
+    /// batch (the replica proposes and forwards what the batch brought, as
+    /// one), then do the batch's I/O. Messages the node sends itself that
+    /// need nothing durable join `pending` as they appear (and are stepped in
+    /// this batch if the limit allows); those that waited for the sync join
+    /// it at the end, for the next batch.
     pub fn run_batch<H: Host>(
         &mut self,
         replica: &mut Replica,
@@ -177,21 +178,34 @@ impl<S: Storage, T: Transport> BatchDriver<S, T> {
         let me = replica.config().id;
         let mut batch = Outputs::default();
         let mut report = Batch::default();
-        while report.stepped < self.max_inputs {
-            let Some(input) = pending.pop_front() else { break };
-            host.stepping(&input);
-            let out = replica.step(input);
-            report.stepped += 1;
+        loop {
+            let input = if report.stepped < self.max_inputs { pending.pop_front() } else { None };
+            let ending = input.is_none();
+            let out = match input {
+                Some(input) => {
+                    host.stepping(&input);
+                    report.stepped += 1;
+                    replica.step_in_batch(input)
+                }
+                None if report.stepped == 0 => return Ok(report),
+                // Everything this batch stepped is in: propose and forward
+                // it together, once.
+                None => replica.end_batch(),
+            };
             host.stepped(replica, &out).map_err(DriveError::Host)?;
             // Messages to ourselves that need nothing durable go round now.
+            let mut looped = false;
             for env in out.send.iter().filter(|e| e.to == me) {
                 host.looped_back(env).map_err(DriveError::Host)?;
                 pending.push_back(Input::Receive(env.clone()));
+                looped = true;
             }
             merge(&mut batch, out);
-        }
-        if report.stepped == 0 {
-            return Ok(report);
+            // The batch ends when its end sent nothing more round, or at the
+            // limit (what is left waits for the next batch).
+            if ending && (!looped || report.stepped >= self.max_inputs) {
+                break;
+            }
         }
         let must_sync = needs_sync(&batch);
         let crash = host.crash_point(&stages(&batch, me, must_sync));
@@ -337,7 +351,7 @@ mod tests {
     use crate::consensus::config::{Config, Roles};
     use crate::consensus::messages::{Accept, Heartbeat, Hello, HelloReply, Message, Prepare};
     use crate::consensus::records::{Record, Recovered, Snapshot};
-    use crate::state_machine::Entry;
+    use crate::state_machine::{Command, Entry, Op};
     use crate::storage::MemStorage;
     use std::cell::RefCell;
     use std::collections::BTreeMap;
@@ -523,24 +537,106 @@ mod tests {
         assert_eq!(empty, Batch::default());
     }
 
-    #[test]
-    fn a_lone_node_elects_itself_through_the_loopback() {
-        let (mut driver, events) = driver(false);
+    /// Run batches until `pending` is empty.
+    fn drain(
+        driver: &mut BatchDriver<Logged, Wire>,
+        node: &mut Replica,
+        pending: &mut VecDeque<Input>,
+        host: &mut Watcher,
+    ) {
+        while !pending.is_empty() {
+            driver.run_batch(node, pending, host).unwrap();
+        }
+    }
+
+    /// A cluster of one, ticked through its driver until it leads.
+    fn lone_leader(driver: &mut BatchDriver<Logged, Wire>, host: &mut Watcher) -> Replica {
         let mut node = replica(1, 1);
-        let mut host = Watcher::default();
-        let mut pending = VecDeque::new();
         for _ in 0..10_000 {
             if node.is_leader() {
                 break;
             }
-            pending.push_back(Input::Tick);
-            while !pending.is_empty() {
-                driver.run_batch(&mut node, &mut pending, &mut host).unwrap();
-            }
+            drain(driver, &mut node, &mut VecDeque::from([Input::Tick]), host);
         }
         assert!(node.is_leader(), "{:?}", node.status());
+        node
+    }
+
+    fn submits(count: u64, value_bytes: usize) -> VecDeque<Input> {
+        let value = "v".repeat(value_bytes);
+        (1..=count)
+            .map(|seq| Input::Submit {
+                request: seq,
+                command: Command { client: 9, seq, op: Op::Put { key: format!("k{seq}"), value: value.clone() } },
+            })
+            .collect()
+    }
+
+    /// The votes this node made durable for batches of commands: how many
+    /// commands each slot carried.
+    fn commands_per_slot(driver: &BatchDriver<Logged, Wire>) -> Vec<usize> {
+        let mut slots = BTreeMap::new();
+        for record in driver.storage.inner.durable_records() {
+            if let Record::Accepted { slot, entry: Entry::Batch { commands }, .. } = record {
+                slots.insert(slot, commands.len());
+            }
+        }
+        slots.into_values().collect()
+    }
+
+    #[test]
+    fn a_lone_node_elects_itself_through_the_loopback() {
+        let (mut driver, events) = driver(false);
+        let mut host = Watcher::default();
+        lone_leader(&mut driver, &mut host);
         assert!(host.looped.contains(&"prepare") && host.looped.contains(&"promise"), "{:?}", host.looped);
         assert!(!events.borrow().iter().any(|e| e.starts_with("send")), "a lone node sent {:?}", events.borrow());
         assert!(durable_promise(&driver));
+    }
+
+    #[test]
+    fn commands_submitted_in_one_batch_share_one_slot() {
+        let (mut driver, _) = driver(false);
+        let mut host = Watcher::default();
+        let mut node = lone_leader(&mut driver, &mut host);
+        drain(&mut driver, &mut node, &mut submits(5, 8), &mut host);
+        assert_eq!(commands_per_slot(&driver), [5]);
+        assert_eq!(node.store().get("k5").map(String::as_str), Some("vvvvvvvv"));
+
+        // The same commands one batch each take a slot each.
+        let (mut driver, _) = self::driver(false);
+        let mut node = lone_leader(&mut driver, &mut host);
+        for submit in submits(5, 8) {
+            drain(&mut driver, &mut node, &mut VecDeque::from([submit]), &mut host);
+        }
+        assert_eq!(commands_per_slot(&driver), [1, 1, 1, 1, 1]);
+    }
+
+    /// Node 1 of 3, following node 2.
+    fn follower() -> Replica {
+        let mut node = replica(1, 3);
+        let beat = Message::Heartbeat(Heartbeat { ballot: Ballot::new(1, 2), commit_index: 0, read_round: 0 });
+        node.step(Input::Receive(Envelope { from: 2, to: 1, msg: beat }));
+        assert_eq!(node.leader(), Some(2));
+        node
+    }
+
+    #[test]
+    fn a_follower_forwards_what_one_batch_brought_in_one_message_within_a_slots_bytes() {
+        let (mut driver, events) = driver(false);
+        let mut host = Watcher::default();
+        let mut node = follower();
+        drain(&mut driver, &mut node, &mut submits(5, 8), &mut host);
+        assert_eq!(*events.borrow(), ["send forward to 2"]);
+
+        // Larger than one slot's bytes (2 MiB): split, two of these
+        // commands of just under 1 MiB each at most.
+        let (mut driver, events) = self::driver(false);
+        let mut node = follower();
+        let tuning = &node.config().tuning;
+        assert_eq!(tuning.max_batch_bytes, 2 * tuning.max_command_bytes);
+        let value_bytes = tuning.max_command_bytes - 200;
+        drain(&mut driver, &mut node, &mut submits(5, value_bytes), &mut host);
+        assert_eq!(*events.borrow(), ["send forward to 2"; 3]);
     }
 }

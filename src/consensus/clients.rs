@@ -1,7 +1,8 @@
 //! Client commands: a command waits at the node it was submitted to until
-//! that node applies it. Followers forward it to the leader (batched per
-//! step) and forward it again after a timeout or a leader change; the state
-//! machine's session table makes those retries safe.
+//! that node applies it. Followers forward it to the leader (all that
+//! arrived in one batch of inputs together) and forward it again after a
+//! timeout or a leader change; the state machine's session table makes those
+//! retries safe.
 
 use super::messages::{Forward, Message};
 use super::{ClientError, Replica, RequestId, Response};
@@ -110,11 +111,24 @@ impl Replica {
             return;
         }
         let commands = std::mem::take(&mut self.clients.forward);
-        match self.leader {
-            Some(leader) if leader != self.id() => self.send(leader, Message::Forward(Forward { commands })),
+        let Some(leader) = self.leader.filter(|l| *l != self.id()) else {
             // The leader changed during this step; the retry timer resends.
-            _ => {}
+            return;
+        };
+        // Each Forward carries at most a slot's worth of bytes (and at least
+        // one command), so it fits a peer frame however many are waiting.
+        let budget = self.cfg.tuning.max_batch_bytes;
+        let (mut chunk, mut bytes) = (Vec::new(), 0);
+        for command in commands {
+            let len = command.wire_len();
+            if !chunk.is_empty() && bytes + len > budget {
+                self.send(leader, Message::Forward(Forward { commands: std::mem::take(&mut chunk) }));
+                bytes = 0;
+            }
+            bytes += len;
+            chunk.push(command);
         }
+        self.send(leader, Message::Forward(Forward { commands: chunk }));
     }
 
     pub(super) fn tick_clients(&mut self) {

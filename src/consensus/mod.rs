@@ -277,6 +277,29 @@ impl Replica {
 
     /// Advance the replica by one input and return what it asks for.
     pub fn step(&mut self, input: Input) -> Outputs {
+        self.on_input(input);
+        self.flush();
+        std::mem::take(&mut self.out)
+    }
+
+    /// Like [`Replica::step`], but proposing and forwarding wait for
+    /// [`Replica::end_batch`]: commands that arrive in one batch of inputs
+    /// share a slot and a `Forward` instead of taking one each.
+    pub fn step_in_batch(&mut self, input: Input) -> Outputs {
+        self.on_input(input);
+        self.apply_decided();
+        self.flush_reads();
+        std::mem::take(&mut self.out)
+    }
+
+    /// The end of a batch of [`Replica::step_in_batch`]: propose what is
+    /// queued and forward what waits for the leader.
+    pub fn end_batch(&mut self) -> Outputs {
+        self.flush();
+        std::mem::take(&mut self.out)
+    }
+
+    fn on_input(&mut self, input: Input) {
         match input {
             Input::Tick => self.on_tick(),
             Input::Receive(env) => self.on_message(env.from, env.msg),
@@ -286,8 +309,6 @@ impl Replica {
             Input::Withdraw { request, client, seq } => self.on_withdraw(request, client, seq),
             Input::LinkLost { peer } => self.on_link_lost(peer),
         }
-        self.flush();
-        std::mem::take(&mut self.out)
     }
 
     fn on_tick(&mut self) {

@@ -71,6 +71,8 @@ pub struct Report {
     pub stage_crashes: [u32; Stage::ALL.len()],
     /// Most inputs a node stepped in one batch.
     pub largest_batch: usize,
+    /// Most commands one decided slot carried.
+    pub fullest_slot: usize,
 }
 
 /// Ticks within which, once the network is healed and stable and every node
@@ -277,6 +279,7 @@ pub fn run_seed(seed: u64, plan: &Plan) -> Result<Report, Failure> {
     report.snapshots_installed = world.snapshots_installed;
     report.stage_crashes = world.stage_crashes;
     report.largest_batch = world.largest_batch;
+    report.fullest_slot = world.fullest_slot;
     let recorder = std::mem::take(&mut world.recorder);
     recorder.check().map_err(|e| Failure::new(seed, world.now, format!("linearizability: {e}")))?;
     Ok(report)
@@ -440,6 +443,10 @@ mod tests {
         eprintln!("largest batch: {} inputs", reports.iter().map(|r| r.largest_batch).max().unwrap_or(0));
         let largest = reports.iter().map(|r| r.largest_batch).max().unwrap_or(0);
         assert!(largest > 8, "no node stepped more than {largest} inputs in one batch");
+        // Slots that carry several commands are exercised too.
+        let fullest = reports.iter().map(|r| r.fullest_slot).max().unwrap_or(0);
+        eprintln!("fullest slot: {fullest} commands");
+        assert!(fullest > 1, "no slot carried more than {fullest} command");
         for stage in Stage::ALL {
             assert!(crashes[stage.index()] > 0, "no batch crashed {} over {count} seeds: {counts:?}", stage.name());
         }

@@ -15,7 +15,7 @@ use crate::consensus::messages::{Envelope, Message};
 use crate::consensus::rng::Rng;
 use crate::consensus::{Input, Outputs, Replica, Reply, RequestId};
 use crate::driver::{BatchDriver, DriveError, Host, MAX_BATCH_INPUTS, Stage};
-use crate::state_machine::{Entry, KvStore, Slot};
+use crate::state_machine::{Command, Entry, KvStore, Slot};
 use crate::storage::Storage;
 use crate::storage::mem::MemStorage;
 use std::collections::{BTreeMap, VecDeque};
@@ -74,6 +74,8 @@ pub(super) struct World {
     pub max_batch_inputs: usize,
     /// Most inputs any node stepped in one batch so far.
     pub largest_batch: usize,
+    /// Most commands any decided slot carried so far.
+    pub fullest_slot: usize,
     pub max_down: usize,
     /// The frame limit of the simulated peer channels.
     pub max_frame: usize,
@@ -128,6 +130,7 @@ impl World {
             stage_crashes: [0; Stage::ALL.len()],
             max_batch_inputs: MAX_BATCH_INPUTS,
             largest_batch: 0,
+            fullest_slot: 0,
             max_down,
             max_frame: crate::ssh::frame::DEFAULT_MAX_FRAME,
             refused: Vec::new(),
@@ -317,6 +320,9 @@ impl World {
                 }
                 Some(_) => {}
                 None => {
+                    if let Entry::Batch { commands } = &applied.entry {
+                        self.fullest_slot = self.fullest_slot.max(commands.len());
+                    }
                     self.chosen.insert(applied.slot, applied.entry.clone());
                 }
             }
@@ -485,6 +491,10 @@ fn within_budgets(env: &Envelope, tuning: &crate::consensus::config::Tuning) -> 
         }
         Message::Forward(f) => match f.commands.iter().find(|c| c.wire_len() > tuning.max_command_bytes) {
             Some(c) => over("a forwarded command", c.wire_len(), tuning.max_command_bytes),
+            None if f.commands.len() > 1 => {
+                let bytes: usize = f.commands.iter().map(Command::wire_len).sum();
+                if bytes > tuning.max_batch_bytes { over("a forward", bytes, tuning.max_batch_bytes) } else { Ok(()) }
+            }
             None => Ok(()),
         },
         _ => Ok(()),
