@@ -6,7 +6,7 @@
 //! of "Paxos Made Moderately Complex", §3).
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 pub type ClientId = u64;
 pub type Slot = u64;
@@ -126,7 +126,8 @@ pub const ONE_OFF_SEQ: u64 = 0;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Session {
     seq: u64,
-    /// `None` for a one-off command (`ONE_OFF_SEQ`).
+    /// `None` only in snapshots written before one-offs had a table of
+    /// their own (see `KvStore`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     result: Option<OpResult>,
     last_slot: Slot,
@@ -149,6 +150,11 @@ pub struct Applied {
 /// enum (the `InstallSnapshot` message), which made every snapshot sent to a
 /// peer undecodable. Reading still accepts the object form, which snapshot
 /// files written before the change hold.
+///
+/// One-off commands (`ONE_OFF_SEQ`) keep no result, only the slot that
+/// applied them, in a table of their own: 16 bytes in order plus an index,
+/// where a session costs about 135. Under a load of one-offs the table sits
+/// at the `max_sessions` cap, so its size is what a snapshot carries.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "StoreImage")]
 pub struct KvStore {
@@ -158,6 +164,13 @@ pub struct KvStore {
     /// (last_slot, client) for evicting the least recently active session.
     #[serde(skip)]
     by_recency: BTreeSet<(Slot, ClientId)>,
+    /// One-off commands applied, as (slot, client) in ascending order: the
+    /// order they are evicted in, the same on every replica.
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    one_offs: VecDeque<(Slot, ClientId)>,
+    /// client -> slot of `one_offs`, for lookups.
+    #[serde(skip)]
+    one_off_index: HashMap<ClientId, Slot>,
     max_sessions: usize,
     proposals: u64,
 }
@@ -171,6 +184,8 @@ struct StoreImage {
     #[serde(default, deserialize_with = "sessions_from_pairs_or_map")]
     sessions: BTreeMap<ClientId, Session>,
     #[serde(default)]
+    one_offs: Vec<(Slot, ClientId)>,
+    #[serde(default)]
     max_sessions: usize,
     #[serde(default)]
     proposals: u64,
@@ -178,10 +193,25 @@ struct StoreImage {
 
 impl From<StoreImage> for KvStore {
     fn from(image: StoreImage) -> Self {
+        // Snapshots written before one-offs had a table of their own hold
+        // them as sessions without a result.
+        let (old_one_offs, sessions): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            image.sessions.into_iter().partition(|(_, s)| s.seq == ONE_OFF_SEQ && s.result.is_none());
+        // One entry per client (its latest), in eviction order.
+        let mut latest: BTreeMap<ClientId, Slot> = BTreeMap::new();
+        let listed = image.one_offs.into_iter().map(|(slot, client)| (client, slot));
+        for (client, slot) in listed.chain(old_one_offs.into_iter().map(|(client, s)| (client, s.last_slot))) {
+            let kept = latest.entry(client).or_insert(slot);
+            *kept = (*kept).max(slot);
+        }
+        let mut one_offs: Vec<(Slot, ClientId)> = latest.into_iter().map(|(client, slot)| (slot, client)).collect();
+        one_offs.sort_unstable();
         let mut store = KvStore {
             data: image.data,
-            sessions: image.sessions,
+            sessions,
             by_recency: BTreeSet::new(),
+            one_offs: one_offs.into(),
+            one_off_index: HashMap::new(),
             max_sessions: image.max_sessions,
             proposals: image.proposals,
         };
@@ -230,6 +260,7 @@ impl KvStore {
     /// Rebuild the recency index (deserializing does it through `StoreImage`).
     fn reindex(&mut self) {
         self.by_recency = self.sessions.iter().map(|(c, s)| (s.last_slot, *c)).collect();
+        self.one_off_index = self.one_offs.iter().map(|(slot, client)| (*client, *slot)).collect();
         if self.max_sessions == 0 {
             self.max_sessions = DEFAULT_MAX_SESSIONS;
         }
@@ -254,7 +285,10 @@ impl KvStore {
     /// The answer for a command already applied, and the slot of the
     /// client's last command, if any.
     pub fn cached(&self, client: ClientId, seq: u64) -> Option<(OpResult, Slot)> {
-        let session = self.sessions.get(&client)?;
+        let Some(session) = self.sessions.get(&client) else {
+            let slot = self.one_off_index.get(&client).filter(|_| seq == ONE_OFF_SEQ)?;
+            return Some((OpResult::NotKept, *slot));
+        };
         if seq == session.seq {
             Some((session.result.clone().unwrap_or(OpResult::NotKept), session.last_slot))
         } else if seq < session.seq {
@@ -291,15 +325,33 @@ impl KvStore {
     }
 
     fn remember(&mut self, client: ClientId, seq: u64, slot: Slot, result: OpResult) {
-        let result = (seq != ONE_OFF_SEQ).then_some(result);
-        if let Some(old) = self.sessions.insert(client, Session { seq, result, last_slot: slot }) {
-            self.by_recency.remove(&(old.last_slot, client));
+        if seq == ONE_OFF_SEQ {
+            // Slots only grow as a store applies: this lands at or near the back.
+            let at = self.one_offs.partition_point(|entry| *entry < (slot, client));
+            self.one_offs.insert(at, (slot, client));
+            self.one_off_index.insert(client, slot);
+        } else {
+            let session = Session { seq, result: Some(result), last_slot: slot };
+            if let Some(old) = self.sessions.insert(client, session) {
+                self.by_recency.remove(&(old.last_slot, client));
+            }
+            self.by_recency.insert((slot, client));
         }
-        self.by_recency.insert((slot, client));
-        while self.sessions.len() > self.max_sessions {
-            let Some(&(oldest_slot, oldest)) = self.by_recency.iter().next() else { break };
-            self.by_recency.remove(&(oldest_slot, oldest));
-            self.sessions.remove(&oldest);
+        // Evict the least recent, sessions and one-offs alike, in (slot,
+        // client) order.
+        while self.sessions.len() + self.one_offs.len() > self.max_sessions {
+            let oldest_session = self.by_recency.first().copied();
+            match self.one_offs.front().copied() {
+                Some(one_off) if oldest_session.is_none_or(|s| one_off <= s) => {
+                    self.one_offs.pop_front();
+                    self.one_off_index.remove(&one_off.1);
+                }
+                _ => {
+                    let Some((oldest_slot, oldest)) = oldest_session else { break };
+                    self.by_recency.remove(&(oldest_slot, oldest));
+                    self.sessions.remove(&oldest);
+                }
+            }
         }
     }
 }
@@ -401,6 +453,61 @@ mod tests {
         let back: KvStore = serde_json::from_str(&json).unwrap();
         assert_eq!(back, kv);
         assert_eq!(back.cached(9, ONE_OFF_SEQ), Some((OpResult::NotKept, 4)));
+    }
+
+    #[test]
+    fn one_offs_and_sessions_share_the_cap_and_the_least_recent_goes_first() {
+        let mut kv = KvStore::new(3);
+        kv.apply(1, &cmd(1, 1, put("a", "1")));
+        kv.apply(2, &cmd(2, ONE_OFF_SEQ, put("a", "2")));
+        kv.apply(3, &cmd(3, 1, put("a", "3")));
+        kv.apply(4, &cmd(4, ONE_OFF_SEQ, put("a", "4")));
+        assert_eq!(kv.cached(1, 1), None, "the session of slot 1 was least recent");
+        kv.apply(5, &cmd(5, ONE_OFF_SEQ, put("a", "5")));
+        assert_eq!(kv.cached(2, ONE_OFF_SEQ), None, "the one-off of slot 2 was least recent");
+        assert!(kv.cached(3, 1).is_some());
+        assert_eq!(kv.cached(4, ONE_OFF_SEQ), Some((OpResult::NotKept, 4)));
+        assert_eq!(kv.cached(5, ONE_OFF_SEQ), Some((OpResult::NotKept, 5)));
+        // An evicted one-off decided again is applied again: the cap is the
+        // window within which copies are recognised.
+        assert!(kv.apply(6, &cmd(2, ONE_OFF_SEQ, put("a", "2"))).fresh);
+        let back: KvStore = serde_json::from_str(&serde_json::to_string(&kv).unwrap()).unwrap();
+        assert_eq!(back, kv, "the one-off index is rebuilt on the way in");
+    }
+
+    #[test]
+    fn one_offs_from_one_slot_are_evicted_in_client_order_whatever_the_apply_order() {
+        let fill = |clients: [ClientId; 3]| {
+            let mut kv = KvStore::new(2);
+            for client in clients {
+                kv.apply(7, &cmd(client, ONE_OFF_SEQ, put("a", "1")));
+            }
+            kv
+        };
+        let (a, b) = (fill([30, 10, 20]), fill([20, 30, 10]));
+        assert_eq!(a, b);
+        assert_eq!(a.cached(10, ONE_OFF_SEQ), None);
+        assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+    }
+
+    #[test]
+    fn a_one_off_takes_a_slot_and_a_client_id_in_a_snapshot() {
+        let mut kv = KvStore::new(20_000);
+        for n in 0..10_000u64 {
+            kv.apply(1_000_000 + n, &cmd(u64::MAX - n, ONE_OFF_SEQ, put("k", "v")));
+        }
+        let bytes = serde_json::to_vec(&kv).unwrap().len();
+        assert!(bytes < 10_000 * 32, "{bytes} bytes for 10,000 one-offs");
+    }
+
+    #[test]
+    fn one_offs_written_as_sessions_load_into_their_own_table() {
+        let json = r#"{"data":{},"sessions":[[9,{"seq":0,"last_slot":4}],[8,{"seq":2,"result":{"result":"delete","existed":false},"last_slot":3}]],"max_sessions":5,"proposals":0}"#;
+        let kv: KvStore = serde_json::from_str(json).unwrap();
+        assert_eq!(kv.cached(9, ONE_OFF_SEQ), Some((OpResult::NotKept, 4)));
+        assert_eq!(kv.cached(8, 2), Some((OpResult::Delete { existed: false }, 3)));
+        let written = serde_json::to_string(&kv).unwrap();
+        assert!(written.contains(r#""one_offs":[[4,9]]"#) && !written.contains(r#""seq":0"#), "{written}");
     }
 
     #[test]
