@@ -7,7 +7,7 @@
 //! the stable network's delay of 1..2 ticks. No test sleeps or measures time.
 
 use paxos::consensus::ballot::{Ballot, NodeId};
-use paxos::consensus::config::{ConfigError, Roles};
+use paxos::consensus::config::{ConfigError, Roles, Tuning};
 use paxos::consensus::messages::{Accept, Envelope, Message, NackReason, Prepare, TimeoutNow};
 use paxos::consensus::quorum::QuorumError;
 use paxos::consensus::records::Record;
@@ -229,6 +229,53 @@ fn a_client_request_sent_to_a_follower_reaches_the_leader() {
     for id in cluster.ids() {
         assert_eq!(cluster.replica(id).store().get("colour").map(String::as_str), Some("blue"));
     }
+}
+
+#[test]
+fn commands_that_arrive_together_at_a_follower_travel_in_one_forward_and_share_a_slot() {
+    // The daemon's batch budgets (the simulation's bind at two commands).
+    let mut cluster = Cluster::builder(7).full_nodes(3).tuning(Tuning::default()).build().unwrap();
+    let leader = elected(&mut cluster);
+    let follower = followers(&cluster, leader)[0];
+    cluster.clear_messages();
+
+    let ops: Vec<Op> = (0..5).map(|i| put(&format!("k{i}"), "v")).collect();
+    let requests = cluster.submit_together(follower, ops);
+    assert_eq!(cluster.sent("forward", follower, leader).len(), 1, "{:?}", cluster.messages());
+    let slots: Vec<u64> =
+        requests.iter().map(|r| applied(cluster.await_reply(*r, commit_bound()).unwrap()).0).collect();
+    assert!(slots.iter().all(|s| *s == slots[0]), "slots {slots:?}");
+    let accepts = cluster.sent("accept", leader, follower);
+    assert_eq!(accepts.len(), 1, "{accepts:?}");
+}
+
+#[test]
+fn reads_that_arrive_together_share_one_confirmation_round_and_one_read_index() {
+    let mut cluster = Cluster::new(3, 7);
+    let leader = elected(&mut cluster);
+    commit(&mut cluster, leader, put("k", "v"));
+    cluster.clear_messages();
+
+    let requests = cluster.read_together(leader, &["k"; 10]);
+    for follower in followers(&cluster, leader) {
+        let beats = cluster.sent("heartbeat", leader, follower);
+        assert_eq!(beats.len(), 1, "to node {follower}: {beats:?}");
+    }
+    for request in requests {
+        assert_eq!(value_of(cluster.await_reply(request, commit_bound()).unwrap()).0.as_deref(), Some("v"));
+    }
+
+    // At a follower: one ReadIndex for all of them, one answer back.
+    let follower = followers(&cluster, leader)[0];
+    cluster.clear_messages();
+    let requests = cluster.read_together(follower, &["k"; 10]);
+    for request in requests {
+        assert_eq!(value_of(cluster.await_reply(request, commit_bound()).unwrap()).0.as_deref(), Some("v"));
+    }
+    let asked = cluster.sent("read_index", follower, leader);
+    assert!(matches!(asked.as_slice(), [Message::ReadIndex(r)] if r.ids.len() == 10), "{asked:?}");
+    let answered = cluster.sent("read_index_reply", leader, follower);
+    assert!(matches!(answered.as_slice(), [Message::ReadIndexReply(r)] if r.ids.len() == 10), "{answered:?}");
 }
 
 #[test]
@@ -1070,18 +1117,18 @@ fn read_ids_are_not_reused_after_a_restart() {
     let mut cluster = Cluster::new(3, 4);
     let leader = elected(&mut cluster);
     let node = followers(&cluster, leader)[0];
-    let id_of = |m: &Message| match m {
-        Message::ReadIndex(r) => r.id,
+    let ids_of = |m: &Message| match m {
+        Message::ReadIndex(r) => r.ids.clone(),
         other => panic!("{}", other.kind()),
     };
     let read = cluster.read(node, "k", true);
     value_of(cluster.await_reply(read, commit_bound()).unwrap());
-    let first: Vec<u64> = cluster.sent("read_index", node, leader).into_iter().map(id_of).collect();
+    let first: Vec<u64> = cluster.sent("read_index", node, leader).into_iter().flat_map(ids_of).collect();
     cluster.crash(node);
     cluster.restart(node);
     let read = cluster.read(node, "k", true);
     value_of(cluster.await_reply(read, commit_bound()).unwrap());
-    let all: Vec<u64> = cluster.sent("read_index", node, leader).into_iter().map(id_of).collect();
+    let all: Vec<u64> = cluster.sent("read_index", node, leader).into_iter().flat_map(ids_of).collect();
     let second = &all[first.len()..];
     assert!(!first.is_empty() && !second.is_empty());
     assert!(second.iter().all(|id| !first.contains(id)), "ids {first:?} were used again: {second:?}");

@@ -194,15 +194,17 @@ pub struct Forward {
     pub commands: Vec<Command>,
 }
 
-/// A follower asks the leader for a read index (etcd's ReadIndex).
+/// A follower asks the leader for a read index (etcd's ReadIndex), once for
+/// every read that arrived in one batch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReadIndex {
-    pub id: u64,
+    pub ids: Vec<u64>,
 }
 
+/// The read index for the reads `ids`, confirmed together.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReadIndexReply {
-    pub id: u64,
+    pub ids: Vec<u64>,
     pub index: Slot,
 }
 

@@ -282,18 +282,19 @@ impl Replica {
         std::mem::take(&mut self.out)
     }
 
-    /// Like [`Replica::step`], but proposing and forwarding wait for
-    /// [`Replica::end_batch`]: commands that arrive in one batch of inputs
-    /// share a slot and a `Forward` instead of taking one each.
+    /// Like [`Replica::step`], but what `step` does at the end of every
+    /// input waits for [`Replica::end_batch`]: commands that arrive in one
+    /// batch of inputs share a slot and a `Forward`, reads share one
+    /// confirmation round, and the commit is announced once. Nothing leaves
+    /// before the batch ends, so waiting delays nothing.
     pub fn step_in_batch(&mut self, input: Input) -> Outputs {
         self.on_input(input);
-        self.apply_decided();
-        self.flush_reads();
         std::mem::take(&mut self.out)
     }
 
     /// The end of a batch of [`Replica::step_in_batch`]: propose what is
-    /// queued and forward what waits for the leader.
+    /// queued, forward what waits for the leader, apply what was decided,
+    /// announce the commit and settle reads.
     pub fn end_batch(&mut self) -> Outputs {
         self.flush();
         std::mem::take(&mut self.out)

@@ -43,6 +43,8 @@ pub(crate) struct ReadState {
     waiting_apply: Vec<(Slot, RequestId, String)>,
     /// Reads this follower asked the leader an index for.
     remote: BTreeMap<u64, RemoteRead>,
+    /// Ids of `remote` to ask the leader about at the end of the batch.
+    asking: Vec<u64>,
     /// Reads that wait for a leader to be known.
     parked: Vec<(RequestId, String)>,
 }
@@ -69,11 +71,11 @@ impl Replica {
     fn route_read(&mut self, request: RequestId, key: String) {
         match self.leader {
             _ if self.is_leader() => self.leader_read(Waiter::Local { request, key }),
-            Some(leader) => {
+            Some(_) => {
                 self.reads.next_id += 1;
                 let id = self.reads.next_id;
                 self.reads.remote.insert(id, RemoteRead { request, key, sent_at: self.now });
-                self.send(leader, Message::ReadIndex(ReadIndex { id }));
+                self.reads.asking.push(id);
             }
             None => self.reads.parked.push((request, key)),
         }
@@ -90,13 +92,39 @@ impl Replica {
 
     pub(super) fn on_read_index(&mut self, from: NodeId, m: ReadIndex) {
         if self.is_leader() {
-            self.leader_read(Waiter::Remote { node: from, id: m.id });
+            for id in m.ids {
+                self.leader_read(Waiter::Remote { node: from, id });
+            }
         }
     }
 
     pub(super) fn on_read_index_reply(&mut self, m: ReadIndexReply) {
-        if let Some(r) = self.reads.remote.remove(&m.id) {
-            self.reads.waiting_apply.push((m.index, r.request, r.key));
+        for id in m.ids {
+            if let Some(r) = self.reads.remote.remove(&id) {
+                self.reads.waiting_apply.push((m.index, r.request, r.key));
+            }
+        }
+    }
+
+    /// Ask the leader about this batch's reads in one message. If the
+    /// leader changed meanwhile they go again, to whoever leads now.
+    fn ask_read_indexes(&mut self) {
+        let asking = std::mem::take(&mut self.reads.asking);
+        let ids: Vec<u64> = asking.into_iter().filter(|id| self.reads.remote.contains_key(id)).collect();
+        if ids.is_empty() {
+            return;
+        }
+        match self.leader {
+            Some(leader) if leader != self.id() && !self.is_leader() => {
+                self.send(leader, Message::ReadIndex(ReadIndex { ids }))
+            }
+            _ => {
+                for id in ids {
+                    if let Some(r) = self.reads.remote.remove(&id) {
+                        self.route_read(r.request, r.key);
+                    }
+                }
+            }
         }
     }
 
@@ -108,6 +136,7 @@ impl Replica {
     /// End of step: start a confirmation round if reads wait for one, settle
     /// confirmed reads, answer reads whose index is applied.
     pub(super) fn flush_reads(&mut self) {
+        self.ask_read_indexes();
         if self.is_leader() {
             if self.reads.confirming.iter().any(|r| r.round > self.reads.round_sent) {
                 self.reads.round_sent += 1;
@@ -123,13 +152,16 @@ impl Replica {
                 .into_iter()
                 .partition(|r| acks.values().filter(|a| **a >= r.round).count() >= phase2);
             self.reads.confirming = waiting;
+            // One answer per follower and index, for all its reads.
+            let mut answers: BTreeMap<(NodeId, Slot), Vec<u64>> = BTreeMap::new();
             for read in confirmed {
                 match read.waiter {
                     Waiter::Local { request, key } => self.reads.waiting_apply.push((read.index, request, key)),
-                    Waiter::Remote { node, id } => {
-                        self.send(node, Message::ReadIndexReply(ReadIndexReply { id, index: read.index }))
-                    }
+                    Waiter::Remote { node, id } => answers.entry((node, read.index)).or_default().push(id),
                 }
+            }
+            for ((node, index), ids) in answers {
+                self.send(node, Message::ReadIndexReply(ReadIndexReply { ids, index }));
             }
         }
         let applied = self.applied;

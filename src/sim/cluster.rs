@@ -358,6 +358,42 @@ impl Cluster {
         request
     }
 
+    /// Submit each of `ops` as a new client's first command, all arriving
+    /// at `node` together: stepped in one batch.
+    pub fn submit_together(&mut self, node: NodeId, ops: Vec<Op>) -> Vec<RequestId> {
+        let inputs = ops.into_iter().map(|op| {
+            self.next_client += 1;
+            (self.request(), Command { client: self.next_client, seq: 1, op })
+        });
+        let inputs: Vec<_> = inputs.map(|(request, command)| (request, Input::Submit { request, command })).collect();
+        self.inputs_together(node, inputs)
+    }
+
+    /// Linearizable reads of `keys`, all arriving at `node` together.
+    pub fn read_together(&mut self, node: NodeId, keys: &[&str]) -> Vec<RequestId> {
+        let inputs: Vec<_> = keys
+            .iter()
+            .map(|key| {
+                let request = self.request();
+                (request, Input::Read { request, key: key.to_string(), linearizable: true })
+            })
+            .collect();
+        self.inputs_together(node, inputs)
+    }
+
+    fn inputs_together(&mut self, node: NodeId, inputs: Vec<(RequestId, Input)>) -> Vec<RequestId> {
+        let mut requests = Vec::new();
+        let mut inputs = inputs.into_iter().peekable();
+        while let Some((request, input)) = inputs.next() {
+            requests.push(request);
+            match inputs.peek() {
+                Some(_) => self.world.enqueue(node, input),
+                None => self.input(node, input),
+            }
+        }
+        requests
+    }
+
     pub fn read(&mut self, node: NodeId, key: &str, linearizable: bool) -> RequestId {
         let request = self.request();
         self.input(node, Input::Read { request, key: key.to_string(), linearizable });
