@@ -54,6 +54,18 @@ pub enum Entry {
 impl Command {
     /// Bytes of this command as JSON, the form every peer message and
     /// record carries it in (escapes included); what byte budgets count.
+    /// About how many bytes the command holds in memory: its strings and
+    /// a fixed overhead for the rest.
+    pub fn held_bytes(&self) -> usize {
+        let strings = match &self.op {
+            Op::Put { key, value } => key.len() + value.len(),
+            Op::Delete { key } => key.len(),
+            Op::Cas { key, expected, new } => key.len() + expected.as_ref().map_or(0, String::len) + new.len(),
+            Op::Propose { value } => value.len(),
+        };
+        strings + 64
+    }
+
     pub fn wire_len(&self) -> usize {
         struct Counter(usize);
         impl std::io::Write for Counter {
@@ -76,6 +88,12 @@ impl Entry {
     /// Bytes of the entry's commands as JSON (see `Command::wire_len`).
     pub fn wire_len(&self) -> usize {
         self.commands().iter().map(Command::wire_len).sum()
+    }
+
+    /// About how many bytes the entry holds in memory, counted cheaply
+    /// (for the snapshot trigger; `wire_len` encodes the entry to count).
+    pub fn held_bytes(&self) -> usize {
+        self.commands().iter().map(Command::held_bytes).sum()
     }
 
     pub fn commands(&self) -> &[Command] {

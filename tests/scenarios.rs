@@ -969,6 +969,40 @@ fn a_command_over_the_byte_limit_is_refused_up_front_and_slots_stay_within_budge
 }
 
 #[test]
+fn members_snapshot_once_the_commands_since_the_last_hold_snapshot_bytes_each_at_its_own_point() {
+    // Never by the slot count here: only the bytes can trigger.
+    let tuning = paxos::consensus::config::Tuning {
+        snapshot_interval: 1_000_000,
+        snapshot_bytes: 1000,
+        ..paxos::sim::sim_tuning()
+    };
+    let mut cluster = Cluster::builder(12).full_nodes(3).tuning(tuning).build().unwrap();
+    let leader = elected(&mut cluster);
+    // Each put holds 40 + 2 + 64 bytes: a snapshot after 10, 13 and 16 of
+    // them (1000 bytes times 3/3, 4/3 and 5/3), the first one at slot 10 or later.
+    for i in 0..12 {
+        commit(&mut cluster, leader, put(&format!("k{i}"), &"v".repeat(40)));
+    }
+    cluster.run_until(commit_bound(), |c| c.converged().is_ok()).unwrap();
+    let through: Vec<u64> = cluster.ids().iter().map(|id| cluster.status(*id).snapshot_through).collect();
+    assert_eq!(
+        through.iter().filter(|t| **t > 0).count(),
+        1,
+        "only the first member's threshold was crossed: {through:?}"
+    );
+    for i in 12..40 {
+        commit(&mut cluster, leader, put(&format!("k{i}"), &"v".repeat(40)));
+    }
+    cluster.run_until(commit_bound(), |c| c.converged().is_ok()).unwrap();
+    let through: Vec<u64> = cluster.ids().iter().map(|id| cluster.status(*id).snapshot_through).collect();
+    assert!(through.iter().all(|t| *t > 0), "{through:?}");
+    let mut distinct = through.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert!(distinct.len() > 1, "every member took its snapshot at the same slot: {through:?}");
+}
+
+#[test]
 fn a_snapshot_of_values_full_of_quotes_and_multibyte_characters_arrives_whole_in_small_chunks() {
     let tuning = paxos::consensus::config::Tuning {
         snapshot_interval: 10,

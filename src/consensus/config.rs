@@ -109,6 +109,13 @@ pub struct Tuning {
     pub pipeline_depth: usize,
     /// Take a snapshot every this many applied slots (default 10,000).
     pub snapshot_interval: u64,
+    /// Take one sooner, once the commands applied since the last one hold
+    /// this many bytes (default 8 MiB): under load a slot carries many
+    /// commands, and the log kept in memory between snapshots (and the
+    /// write-ahead log a snapshot compacts) grows with the bytes, not the
+    /// slots. Member i of n waits (n + i) / n times this, so members do not
+    /// all snapshot at once.
+    pub snapshot_bytes: usize,
     /// Decided entries kept in memory behind a snapshot, so a peer that fell
     /// only a little behind catches up by entries (default 1,000).
     pub log_retain: u64,
@@ -148,6 +155,7 @@ impl Default for Tuning {
             max_batch: 256,
             pipeline_depth: 64,
             snapshot_interval: 10_000,
+            snapshot_bytes: 8 * 1024 * 1024,
             log_retain: 1_000,
             catch_up_batch: 256,
             max_sessions: crate::state_machine::DEFAULT_MAX_SESSIONS,
@@ -300,6 +308,12 @@ impl Config {
         budget("max_batch_bytes", u.max_batch_bytes)?;
         budget("max_in_flight_bytes", u.max_in_flight_bytes)?;
         budget("catch_up_bytes", u.catch_up_bytes)?;
+        if u.snapshot_bytes < u.max_batch_bytes || u.snapshot_bytes as u64 > MAX_TUNING_COUNT {
+            return Err(ConfigError::Tuning(format!(
+                "snapshot_bytes ({}) must be between max_batch_bytes ({}) and {MAX_TUNING_COUNT}",
+                u.snapshot_bytes, u.max_batch_bytes
+            )));
+        }
         if u.snapshot_chunk_bytes < 16 || u.snapshot_chunk_bytes > MAX_MESSAGE_BYTES / 4 {
             return Err(ConfigError::Tuning(format!(
                 "snapshot_chunk_bytes must be between 16 and a quarter of the peer frame limit ({})",
@@ -366,6 +380,11 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("half the peer frame limit"));
         c.tuning = Tuning { max_in_flight_bytes: 1024 * 1024, ..Tuning::default() };
         assert!(c.validate().unwrap_err().to_string().contains("at least max_batch_bytes"));
+        c.tuning = Tuning { snapshot_bytes: 1024 * 1024, ..Tuning::default() };
+        let refused = c.validate().unwrap_err().to_string();
+        assert!(refused.contains("snapshot_bytes (1048576) must be between max_batch_bytes (2097152)"), "{refused}");
+        c.tuning = Tuning { snapshot_bytes: usize::MAX, ..Tuning::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("snapshot_bytes"));
         c.tuning = Tuning::default();
         assert!(c.validate().is_ok());
     }

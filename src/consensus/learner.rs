@@ -125,6 +125,7 @@ impl Replica {
     pub(super) fn adopt_snapshot(&mut self, through: Slot, state: crate::state_machine::KvStore) {
         self.kv = state;
         self.applied = through;
+        self.applied_bytes = 0;
         self.snapshot_through = through;
         self.log_start = through;
         self.log = self.log.split_off(&through);
@@ -144,6 +145,7 @@ impl Replica {
                 let response = Response::Applied { slot, result: applied.result };
                 self.on_command_applied(command, response);
             }
+            self.applied_bytes = self.applied_bytes.saturating_add(entry.held_bytes());
             self.out.applied.push(AppliedEntry { slot, entry });
             self.applied += 1;
         }
@@ -153,14 +155,17 @@ impl Replica {
     /// Whether a snapshot is due: once per `snapshot_interval` slots, at a
     /// phase of its own per member (member i of n at slots congruent to
     /// i * interval / n), so the members of a cluster never all stall on
-    /// writing a snapshot at the same slot.
+    /// writing a snapshot at the same slot; or sooner, once the entries
+    /// applied since the last one hold `snapshot_bytes` times (n + i) / n.
     fn snapshot_due(&self) -> bool {
         let interval = u128::from(self.cfg.tuning.snapshot_interval.max(1));
         let members = &self.cfg.members;
         let position = members.keys().position(|id| *id == self.id()).unwrap_or(0) as u128;
-        let phase = interval * position / (members.len().max(1) as u128);
+        let n = members.len().max(1) as u128;
+        let phase = interval * position / n;
         let period = |slot: Slot| (u128::from(slot) + interval - phase) / interval;
-        period(self.applied) > period(self.snapshot_through)
+        let bytes = self.cfg.tuning.snapshot_bytes as u128 * (n + position) / n;
+        period(self.applied) > period(self.snapshot_through) || self.applied_bytes as u128 >= bytes
     }
 
     fn maybe_snapshot(&mut self) {
@@ -169,6 +174,7 @@ impl Replica {
         }
         let tuning = &self.cfg.tuning;
         self.snapshot_through = self.applied;
+        self.applied_bytes = 0;
         self.out.snapshot = Some(Snapshot { through: self.applied, state: self.kv.clone() });
         let keep_from = self.applied.saturating_sub(tuning.log_retain);
         if keep_from > self.log_start {

@@ -200,6 +200,8 @@ pub struct Replica {
     snapshot_through: Slot,
     commit_index: Slot,
     applied: Slot,
+    /// What the entries applied since the last snapshot hold (`Entry::held_bytes`).
+    applied_bytes: usize,
     /// Highest commit index any peer told us about (for catch-up).
     known_commit: Slot,
     last_catch_up: Option<u64>,
@@ -251,6 +253,7 @@ impl Replica {
             snapshot_through: 0,
             commit_index: 0,
             applied: 0,
+            applied_bytes: 0,
             known_commit: 0,
             last_catch_up: None,
             kv,

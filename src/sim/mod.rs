@@ -104,6 +104,9 @@ pub fn sim_tuning() -> Tuning {
         max_batch: 3,
         pipeline_depth: 4,
         snapshot_interval: 25,
+        // A workload command holds about 70 bytes: some snapshots come
+        // from the bytes, some from the slots.
+        snapshot_bytes: 1000,
         log_retain: 6,
         catch_up_batch: 5,
         max_sessions: 1000,
