@@ -44,6 +44,7 @@ pub fn init_logging(json: bool) {
 }
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
+    crate::node::memory::limit_retention();
     let mut node = NodeConfig::load(&args.config)?;
     if let Some(dir) = args.data_dir {
         node.data_dir = dir;

@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod handle;
+pub mod memory;
 pub mod metrics;
 pub mod metrics_http;
 pub mod runtime;
