@@ -6,7 +6,7 @@
 //! of "Paxos Made Moderately Complex", §3).
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 pub type ClientId = u64;
 pub type Slot = u64;
@@ -52,8 +52,6 @@ pub enum Entry {
 }
 
 impl Command {
-    /// Bytes of this command as JSON, the form every peer message and
-    /// record carries it in (escapes included); what byte budgets count.
     /// About how many bytes the command holds in memory: its strings and
     /// a fixed overhead for the rest.
     pub fn held_bytes(&self) -> usize {
@@ -66,6 +64,8 @@ impl Command {
         strings + 64
     }
 
+    /// Bytes of this command as JSON, the form every peer message and
+    /// record carries it in (escapes included); what byte budgets count.
     pub fn wire_len(&self) -> usize {
         struct Counter(usize);
         impl std::io::Write for Counter {
@@ -144,8 +144,8 @@ pub const ONE_OFF_SEQ: u64 = 0;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Session {
     seq: u64,
-    /// `None` only in snapshots written before one-offs had a table of
-    /// their own (see `KvStore`).
+    /// `None` for a one-off, which only the wire holds as a session (see
+    /// `KvStore`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     result: Option<OpResult>,
     last_slot: Slot,
@@ -170,27 +170,57 @@ pub struct Applied {
 /// files written before the change hold.
 ///
 /// One-off commands (`ONE_OFF_SEQ`) keep no result, only the slot that
-/// applied them, in a table of their own: 16 bytes in order plus an index,
-/// where a session costs about 135. Under a load of one-offs the table sits
-/// at the `max_sessions` cap, so its size is what a snapshot carries.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// applied them, in a table of their own: 16 bytes in order plus an index
+/// entry, where a session costs about 135. On the wire they are sessions
+/// without a result, as before that table existed, so snapshots pass
+/// between versions both ways.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(from = "StoreImage")]
 pub struct KvStore {
     data: BTreeMap<String, String>,
-    #[serde(serialize_with = "sessions_as_pairs")]
     sessions: BTreeMap<ClientId, Session>,
     /// (last_slot, client) for evicting the least recently active session.
-    #[serde(skip)]
     by_recency: BTreeSet<(Slot, ClientId)>,
     /// One-off commands applied, as (slot, client) in ascending order: the
     /// order they are evicted in, the same on every replica.
-    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     one_offs: VecDeque<(Slot, ClientId)>,
-    /// client -> slot of `one_offs`, for lookups.
-    #[serde(skip)]
-    one_off_index: HashMap<ClientId, Slot>,
+    /// client -> slot of `one_offs`, in client order for the wire.
+    one_off_index: BTreeMap<ClientId, Slot>,
     max_sessions: usize,
     proposals: u64,
+}
+
+impl Serialize for KvStore {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("KvStore", 4)?;
+        out.serialize_field("data", &self.data)?;
+        out.serialize_field("sessions", &SessionPairs(self))?;
+        out.serialize_field("max_sessions", &self.max_sessions)?;
+        out.serialize_field("proposals", &self.proposals)?;
+        out.end()
+    }
+}
+
+/// Sessions and one-offs as one list of `[client, session]` pairs in client
+/// order (a one-off is a session of `ONE_OFF_SEQ` without a result).
+struct SessionPairs<'a>(&'a KvStore);
+
+impl Serialize for SessionPairs<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use std::borrow::Cow;
+        let mut sessions = self.0.sessions.iter().map(|(c, s)| (*c, Cow::Borrowed(s))).peekable();
+        let one_off = |(client, slot): (&ClientId, &Slot)| {
+            (*client, Cow::Owned(Session { seq: ONE_OFF_SEQ, result: None, last_slot: *slot }))
+        };
+        let mut one_offs = self.0.one_off_index.iter().map(one_off).peekable();
+        let merged = std::iter::from_fn(move || match (sessions.peek(), one_offs.peek()) {
+            (Some((a, _)), Some((b, _))) if b < a => one_offs.next(),
+            (Some(_), _) => sessions.next(),
+            (None, _) => one_offs.next(),
+        });
+        serializer.collect_seq(merged)
+    }
 }
 
 /// What a serialized store holds; deserializing goes through it so that the
@@ -202,8 +232,6 @@ struct StoreImage {
     #[serde(default, deserialize_with = "sessions_from_pairs_or_map")]
     sessions: BTreeMap<ClientId, Session>,
     #[serde(default)]
-    one_offs: Vec<(Slot, ClientId)>,
-    #[serde(default)]
     max_sessions: usize,
     #[serde(default)]
     proposals: u64,
@@ -211,38 +239,23 @@ struct StoreImage {
 
 impl From<StoreImage> for KvStore {
     fn from(image: StoreImage) -> Self {
-        // Snapshots written before one-offs had a table of their own hold
-        // them as sessions without a result.
-        let (old_one_offs, sessions): (BTreeMap<_, _>, BTreeMap<_, _>) =
+        // One-offs travel as sessions without a result.
+        let (one_offs, sessions): (BTreeMap<_, _>, BTreeMap<_, _>) =
             image.sessions.into_iter().partition(|(_, s)| s.seq == ONE_OFF_SEQ && s.result.is_none());
-        // One entry per client (its latest), in eviction order.
-        let mut latest: BTreeMap<ClientId, Slot> = BTreeMap::new();
-        let listed = image.one_offs.into_iter().map(|(slot, client)| (client, slot));
-        for (client, slot) in listed.chain(old_one_offs.into_iter().map(|(client, s)| (client, s.last_slot))) {
-            let kept = latest.entry(client).or_insert(slot);
-            *kept = (*kept).max(slot);
-        }
-        let mut one_offs: Vec<(Slot, ClientId)> = latest.into_iter().map(|(client, slot)| (slot, client)).collect();
+        let mut one_offs: Vec<(Slot, ClientId)> = one_offs.into_iter().map(|(c, s)| (s.last_slot, c)).collect();
         one_offs.sort_unstable();
         let mut store = KvStore {
             data: image.data,
             sessions,
             by_recency: BTreeSet::new(),
             one_offs: one_offs.into(),
-            one_off_index: HashMap::new(),
+            one_off_index: BTreeMap::new(),
             max_sessions: image.max_sessions,
             proposals: image.proposals,
         };
         store.reindex();
         store
     }
-}
-
-fn sessions_as_pairs<S: serde::Serializer>(
-    sessions: &BTreeMap<ClientId, Session>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.collect_seq(sessions.iter())
 }
 
 fn sessions_from_pairs_or_map<'de, D: serde::Deserializer<'de>>(
@@ -286,6 +299,14 @@ impl KvStore {
 
     pub fn get(&self, key: &str) -> Option<&String> {
         self.data.get(key)
+    }
+
+    /// About how many bytes the store holds, counted as `Command::held_bytes`
+    /// counts: its keys and values, a fixed overhead per entry, sessions and
+    /// one-offs at their size. O(keys): for taking a snapshot, not per command.
+    pub fn held_bytes(&self) -> usize {
+        let data: usize = self.data.iter().map(|(k, v)| k.len() + v.len() + 64).sum();
+        data + self.sessions.len() * 135 + self.one_offs.len() * 40
     }
 
     pub fn len(&self) -> usize {
@@ -349,6 +370,12 @@ impl KvStore {
             self.one_offs.insert(at, (slot, client));
             self.one_off_index.insert(client, slot);
         } else {
+            // A client that sent a one-off and now a numbered command is a
+            // session from here on: it sits in one table only.
+            if let Some(old) = self.one_off_index.remove(&client) {
+                let at = self.one_offs.partition_point(|entry| *entry < (old, client));
+                self.one_offs.remove(at);
+            }
             let session = Session { seq, result: Some(result), last_slot: slot };
             if let Some(old) = self.sessions.insert(client, session) {
                 self.by_recency.remove(&(old.last_slot, client));
@@ -509,23 +536,44 @@ mod tests {
     }
 
     #[test]
-    fn a_one_off_takes_a_slot_and_a_client_id_in_a_snapshot() {
+    fn a_one_off_takes_a_client_id_and_a_slot_in_a_snapshot() {
         let mut kv = KvStore::new(20_000);
         for n in 0..10_000u64 {
             kv.apply(1_000_000 + n, &cmd(u64::MAX - n, ONE_OFF_SEQ, put("k", "v")));
         }
         let bytes = serde_json::to_vec(&kv).unwrap().len();
-        assert!(bytes < 10_000 * 32, "{bytes} bytes for 10,000 one-offs");
+        // `[18446744073709551615,{"seq":0,"last_slot":1000000}],`
+        assert!(bytes < 10_000 * 56, "{bytes} bytes for 10,000 one-offs");
     }
 
     #[test]
-    fn one_offs_written_as_sessions_load_into_their_own_table() {
-        let json = r#"{"data":{},"sessions":[[9,{"seq":0,"last_slot":4}],[8,{"seq":2,"result":{"result":"delete","existed":false},"last_slot":3}]],"max_sessions":5,"proposals":0}"#;
+    fn a_client_that_sent_a_one_off_and_then_a_numbered_command_is_one_session() {
+        let mut kv = KvStore::new(10);
+        kv.apply(1, &cmd(1, ONE_OFF_SEQ, put("a", "1")));
+        kv.apply(2, &cmd(1, 1, put("a", "2")));
+        assert_eq!(kv.cached(1, ONE_OFF_SEQ), Some((OpResult::StaleSequence { last_seq: 1 }, 2)));
+        let json = serde_json::to_string(&kv).unwrap();
+        assert_eq!(json.matches("[1,").count(), 1, "{json}");
+        assert_eq!(serde_json::from_str::<KvStore>(&json).unwrap(), kv);
+    }
+
+    /// The wire form is the one of the version before one-offs had a table
+    /// of their own: a snapshot reads and writes the same bytes in both.
+    #[test]
+    fn one_offs_travel_as_sessions_without_a_result_in_client_order() {
+        let json = r#"{"data":{"a":"1"},"sessions":[[3,{"seq":0,"last_slot":9}],[8,{"seq":2,"result":{"result":"delete","existed":false},"last_slot":3}],[9,{"seq":0,"last_slot":4}]],"max_sessions":5,"proposals":0}"#;
         let kv: KvStore = serde_json::from_str(json).unwrap();
         assert_eq!(kv.cached(9, ONE_OFF_SEQ), Some((OpResult::NotKept, 4)));
+        assert_eq!(kv.cached(3, ONE_OFF_SEQ), Some((OpResult::NotKept, 9)));
         assert_eq!(kv.cached(8, 2), Some((OpResult::Delete { existed: false }, 3)));
-        let written = serde_json::to_string(&kv).unwrap();
-        assert!(written.contains(r#""one_offs":[[4,9]]"#) && !written.contains(r#""seq":0"#), "{written}");
+        assert_eq!(serde_json::to_string(&kv).unwrap(), json);
+        // The one-off of slot 4 is the least recent: it goes first.
+        let mut kv = kv;
+        kv.max_sessions = 3;
+        kv.apply(10, &cmd(4, ONE_OFF_SEQ, put("a", "2")));
+        assert_eq!(kv.cached(8, 2), None, "slot 3 was least recent");
+        kv.apply(11, &cmd(5, ONE_OFF_SEQ, put("a", "3")));
+        assert_eq!(kv.cached(9, ONE_OFF_SEQ), None, "slot 4 was least recent");
     }
 
     #[test]

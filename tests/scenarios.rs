@@ -273,9 +273,9 @@ fn reads_that_arrive_together_share_one_confirmation_round_and_one_read_index() 
         assert_eq!(value_of(cluster.await_reply(request, commit_bound()).unwrap()).0.as_deref(), Some("v"));
     }
     let asked = cluster.sent("read_index", follower, leader);
-    assert!(matches!(asked.as_slice(), [Message::ReadIndex(r)] if r.ids.len() == 10), "{asked:?}");
+    assert!(matches!(asked.as_slice(), [Message::ReadIndex(r)] if r.ids().count() == 10), "{asked:?}");
     let answered = cluster.sent("read_index_reply", leader, follower);
-    assert!(matches!(answered.as_slice(), [Message::ReadIndexReply(r)] if r.ids.len() == 10), "{answered:?}");
+    assert!(matches!(answered.as_slice(), [Message::ReadIndexReply(r)] if r.ids().count() == 10), "{answered:?}");
 }
 
 #[test]
@@ -1003,6 +1003,29 @@ fn members_snapshot_once_the_commands_since_the_last_hold_snapshot_bytes_each_at
 }
 
 #[test]
+fn snapshots_by_bytes_wait_for_as_much_as_the_store_held_at_the_last_one() {
+    // Distinct keys: the store grows with every put. Snapshotting every
+    // 1000 bytes of puts would write the growing store 60 times over; waiting
+    // for as much as the store held makes the waits grow with it.
+    let tuning = paxos::consensus::config::Tuning {
+        snapshot_interval: 1_000_000,
+        snapshot_bytes: 1000,
+        ..paxos::sim::sim_tuning()
+    };
+    let mut cluster = Cluster::builder(13).full_nodes(3).tuning(tuning).build().unwrap();
+    let leader = elected(&mut cluster);
+    let mut taken = std::collections::BTreeSet::new();
+    for i in 0..200 {
+        commit(&mut cluster, leader, put(&format!("key-{i}"), &"v".repeat(60)));
+        taken.insert(cluster.status(leader).snapshot_through);
+    }
+    taken.remove(&0);
+    // 200 puts of about 135 bytes each: 27 thresholds of 1000 bytes, but the
+    // store doubles between snapshots from about 1 KB to 27 KB.
+    assert!((3..=8).contains(&taken.len()), "snapshots at {taken:?}");
+}
+
+#[test]
 fn a_snapshot_of_values_full_of_quotes_and_multibyte_characters_arrives_whole_in_small_chunks() {
     let tuning = paxos::consensus::config::Tuning {
         snapshot_interval: 10,
@@ -1152,7 +1175,7 @@ fn read_ids_are_not_reused_after_a_restart() {
     let leader = elected(&mut cluster);
     let node = followers(&cluster, leader)[0];
     let ids_of = |m: &Message| match m {
-        Message::ReadIndex(r) => r.ids.clone(),
+        Message::ReadIndex(r) => r.ids().collect::<Vec<u64>>(),
         other => panic!("{}", other.kind()),
     };
     let read = cluster.read(node, "k", true);

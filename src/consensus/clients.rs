@@ -112,7 +112,7 @@ impl Replica {
         }
         let commands = std::mem::take(&mut self.clients.forward);
         let Some(leader) = self.leader.filter(|l| *l != self.id()) else {
-            // The leader changed during this step; the retry timer resends.
+            // The leader changed during this batch; the retry timer resends.
             return;
         };
         // Each Forward carries at most a slot's worth of bytes (and at least

@@ -126,6 +126,7 @@ impl Replica {
         self.kv = state;
         self.applied = through;
         self.applied_bytes = 0;
+        self.store_bytes_at_snapshot = self.kv.held_bytes();
         self.snapshot_through = through;
         self.log_start = through;
         self.log = self.log.split_off(&through);
@@ -156,7 +157,9 @@ impl Replica {
     /// phase of its own per member (member i of n at slots congruent to
     /// i * interval / n), so the members of a cluster never all stall on
     /// writing a snapshot at the same slot; or sooner, once the entries
-    /// applied since the last one hold `snapshot_bytes` times (n + i) / n.
+    /// applied since the last one hold `snapshot_bytes` times (n + i) / n,
+    /// and at least as much as the store did then: a snapshot writes the
+    /// whole store, so its cost stays in proportion to the writes.
     fn snapshot_due(&self) -> bool {
         let interval = u128::from(self.cfg.tuning.snapshot_interval.max(1));
         let members = &self.cfg.members;
@@ -164,7 +167,8 @@ impl Replica {
         let n = members.len().max(1) as u128;
         let phase = interval * position / n;
         let period = |slot: Slot| (u128::from(slot) + interval - phase) / interval;
-        let bytes = self.cfg.tuning.snapshot_bytes as u128 * (n + position) / n;
+        let bytes =
+            (self.cfg.tuning.snapshot_bytes as u128 * (n + position) / n).max(self.store_bytes_at_snapshot as u128);
         period(self.applied) > period(self.snapshot_through) || self.applied_bytes as u128 >= bytes
     }
 
@@ -175,6 +179,7 @@ impl Replica {
         let tuning = &self.cfg.tuning;
         self.snapshot_through = self.applied;
         self.applied_bytes = 0;
+        self.store_bytes_at_snapshot = self.kv.held_bytes();
         self.out.snapshot = Some(Snapshot { through: self.applied, state: self.kv.clone() });
         let keep_from = self.applied.saturating_sub(tuning.log_retain);
         if keep_from > self.log_start {

@@ -194,18 +194,46 @@ pub struct Forward {
     pub commands: Vec<Command>,
 }
 
-/// A follower asks the leader for a read index (etcd's ReadIndex), once for
-/// every read that arrived in one batch.
+/// A follower asks the leader for a read index (etcd's ReadIndex) for the
+/// read `id` and the reads in `more`, which arrived in the same batch. A
+/// node of an earlier version reads `id` alone and ignores `more`; those
+/// reads are asked again when they time out, so a rolling upgrade slows
+/// them down but loses none and closes no channel.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReadIndex {
-    pub ids: Vec<u64>,
+    pub id: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<u64>,
 }
 
-/// The read index for the reads `ids`, confirmed together.
+/// The read index for the reads `id` and `more`, confirmed together.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReadIndexReply {
-    pub ids: Vec<u64>,
+    pub id: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<u64>,
     pub index: Slot,
+}
+
+/// Most read ids one `ReadIndex` or `ReadIndexReply` carries (about 170 KB
+/// of JSON), whatever the number of reads waiting.
+pub const MAX_READ_IDS: usize = 8192;
+
+impl ReadIndex {
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        std::iter::once(self.id).chain(self.more.iter().copied())
+    }
+}
+
+impl ReadIndexReply {
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        std::iter::once(self.id).chain(self.more.iter().copied())
+    }
+}
+
+/// `ids` as messages of at most `MAX_READ_IDS` each: (first, the rest).
+pub fn read_id_chunks(ids: &[u64]) -> impl Iterator<Item = (u64, Vec<u64>)> + '_ {
+    ids.chunks(MAX_READ_IDS).map(|chunk| (chunk[0], chunk[1..].to_vec()))
 }
 
 /// Planned transfer: the leader asks the target to campaign at once.
@@ -266,6 +294,33 @@ mod tests {
         assert_eq!(json["slot"], 9);
         let back: Message = serde_json::from_value(json).unwrap();
         assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn read_index_messages_of_one_read_keep_the_earlier_form_both_ways() {
+        // What a node of the earlier version sends and understands.
+        let old = r#"{"type":"read_index","id":7}"#;
+        assert_eq!(
+            serde_json::from_str::<Message>(old).unwrap(),
+            Message::ReadIndex(ReadIndex { id: 7, more: vec![] })
+        );
+        let one = Message::ReadIndexReply(ReadIndexReply { id: 7, more: vec![], index: 3 });
+        assert_eq!(serde_json::to_string(&one).unwrap(), r#"{"type":"read_index_reply","id":7,"index":3}"#);
+        // Several: the first where the earlier version looks, the rest beside it.
+        let many = Message::ReadIndex(ReadIndex { id: 7, more: vec![8, 9] });
+        let json = serde_json::to_value(&many).unwrap();
+        assert_eq!((json["id"].as_u64(), json["more"].as_array().map(Vec::len)), (Some(7), Some(2)));
+    }
+
+    #[test]
+    fn read_ids_go_in_messages_of_at_most_max_read_ids() {
+        let ids: Vec<u64> = (0..2 * MAX_READ_IDS as u64 + 1).collect();
+        let chunks: Vec<(u64, Vec<u64>)> = read_id_chunks(&ids).collect();
+        assert_eq!(chunks.len(), 3);
+        assert!(chunks.iter().all(|(_, more)| more.len() < MAX_READ_IDS));
+        let back: Vec<u64> = chunks.into_iter().flat_map(|(id, more)| std::iter::once(id).chain(more)).collect();
+        assert_eq!(back, ids);
+        assert_eq!(read_id_chunks(&[]).count(), 0);
     }
 
     #[test]

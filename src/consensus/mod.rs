@@ -202,6 +202,8 @@ pub struct Replica {
     applied: Slot,
     /// What the entries applied since the last snapshot hold (`Entry::held_bytes`).
     applied_bytes: usize,
+    /// What the store held at the last snapshot (`KvStore::held_bytes`).
+    store_bytes_at_snapshot: usize,
     /// Highest commit index any peer told us about (for catch-up).
     known_commit: Slot,
     last_catch_up: Option<u64>,
@@ -254,6 +256,7 @@ impl Replica {
             commit_index: 0,
             applied: 0,
             applied_bytes: 0,
+            store_bytes_at_snapshot: 0,
             known_commit: 0,
             last_catch_up: None,
             kv,

@@ -6,7 +6,7 @@
 //! have been elected unseen.
 
 use super::ballot::NodeId;
-use super::messages::{Message, ReadIndex, ReadIndexReply};
+use super::messages::{Message, ReadIndex, ReadIndexReply, read_id_chunks};
 use super::{Replica, RequestId, Response};
 use crate::state_machine::Slot;
 use std::collections::BTreeMap;
@@ -92,14 +92,14 @@ impl Replica {
 
     pub(super) fn on_read_index(&mut self, from: NodeId, m: ReadIndex) {
         if self.is_leader() {
-            for id in m.ids {
+            for id in m.ids() {
                 self.leader_read(Waiter::Remote { node: from, id });
             }
         }
     }
 
     pub(super) fn on_read_index_reply(&mut self, m: ReadIndexReply) {
-        for id in m.ids {
+        for id in m.ids() {
             if let Some(r) = self.reads.remote.remove(&id) {
                 self.reads.waiting_apply.push((m.index, r.request, r.key));
             }
@@ -116,7 +116,9 @@ impl Replica {
         }
         match self.leader {
             Some(leader) if leader != self.id() && !self.is_leader() => {
-                self.send(leader, Message::ReadIndex(ReadIndex { ids }))
+                for (id, more) in read_id_chunks(&ids) {
+                    self.send(leader, Message::ReadIndex(ReadIndex { id, more }));
+                }
             }
             _ => {
                 for id in ids {
@@ -161,7 +163,9 @@ impl Replica {
                 }
             }
             for ((node, index), ids) in answers {
-                self.send(node, Message::ReadIndexReply(ReadIndexReply { ids, index }));
+                for (id, more) in read_id_chunks(&ids) {
+                    self.send(node, Message::ReadIndexReply(ReadIndexReply { id, more, index }));
+                }
             }
         }
         let applied = self.applied;

@@ -174,8 +174,8 @@ fn sample_messages() -> Vec<Message> {
             chunk: serde_json::to_string(&state).unwrap_or_default(),
         }),
         Message::Forward(Forward { commands: commands() }),
-        Message::ReadIndex(ReadIndex { ids: vec![77, 78] }),
-        Message::ReadIndexReply(ReadIndexReply { ids: vec![77, 78], index: 14 }),
+        Message::ReadIndex(ReadIndex { id: 77, more: vec![78] }),
+        Message::ReadIndexReply(ReadIndexReply { id: 77, more: vec![78], index: 14 }),
         Message::TimeoutNow(TimeoutNow { ballot: b }),
     ]
 }
