@@ -968,23 +968,33 @@ fn a_command_over_the_byte_limit_is_refused_up_front_and_slots_stay_within_budge
     assert_eq!(value_of(cluster.await_reply(read, commit_bound()).unwrap()).0.as_deref(), Some("\u{1}"));
 }
 
-#[test]
-fn members_snapshot_once_the_commands_since_the_last_hold_snapshot_bytes_each_at_its_own_point() {
-    // Never by the slot count here: only the bytes can trigger.
+/// Three members whose snapshots only the bytes trigger (1000 of them),
+/// never the slot count, with their leader.
+fn snapshots_by_bytes_only(seed: u64) -> (Cluster, NodeId) {
     let tuning = paxos::consensus::config::Tuning {
         snapshot_interval: 1_000_000,
         snapshot_bytes: 1000,
         ..paxos::sim::sim_tuning()
     };
-    let mut cluster = Cluster::builder(12).full_nodes(3).tuning(tuning).build().unwrap();
+    let mut cluster = Cluster::builder(seed).full_nodes(3).tuning(tuning).build().unwrap();
     let leader = elected(&mut cluster);
+    (cluster, leader)
+}
+
+fn snapshots_through(cluster: &Cluster) -> Vec<u64> {
+    cluster.ids().iter().map(|id| cluster.status(*id).snapshot_through).collect()
+}
+
+#[test]
+fn members_snapshot_once_the_commands_since_the_last_hold_snapshot_bytes_each_at_its_own_point() {
+    let (mut cluster, leader) = snapshots_by_bytes_only(12);
     // Each put holds 40 + 2 + 64 bytes: a snapshot after 10, 13 and 16 of
     // them (1000 bytes times 3/3, 4/3 and 5/3), the first one at slot 10 or later.
     for i in 0..12 {
         commit(&mut cluster, leader, put(&format!("k{i}"), &"v".repeat(40)));
     }
     cluster.run_until(commit_bound(), |c| c.converged().is_ok()).unwrap();
-    let through: Vec<u64> = cluster.ids().iter().map(|id| cluster.status(*id).snapshot_through).collect();
+    let through = snapshots_through(&cluster);
     assert_eq!(
         through.iter().filter(|t| **t > 0).count(),
         1,
@@ -994,7 +1004,7 @@ fn members_snapshot_once_the_commands_since_the_last_hold_snapshot_bytes_each_at
         commit(&mut cluster, leader, put(&format!("k{i}"), &"v".repeat(40)));
     }
     cluster.run_until(commit_bound(), |c| c.converged().is_ok()).unwrap();
-    let through: Vec<u64> = cluster.ids().iter().map(|id| cluster.status(*id).snapshot_through).collect();
+    let through = snapshots_through(&cluster);
     assert!(through.iter().all(|t| *t > 0), "{through:?}");
     let mut distinct = through.clone();
     distinct.sort_unstable();
@@ -1007,13 +1017,7 @@ fn snapshots_by_bytes_wait_for_as_much_as_the_store_held_at_the_last_one() {
     // Distinct keys: the store grows with every put. Snapshotting every
     // 1000 bytes of puts would write the growing store 60 times over; waiting
     // for as much as the store held makes the waits grow with it.
-    let tuning = paxos::consensus::config::Tuning {
-        snapshot_interval: 1_000_000,
-        snapshot_bytes: 1000,
-        ..paxos::sim::sim_tuning()
-    };
-    let mut cluster = Cluster::builder(13).full_nodes(3).tuning(tuning).build().unwrap();
-    let leader = elected(&mut cluster);
+    let (mut cluster, leader) = snapshots_by_bytes_only(13);
     let mut taken = std::collections::BTreeSet::new();
     for i in 0..200 {
         commit(&mut cluster, leader, put(&format!("key-{i}"), &"v".repeat(60)));

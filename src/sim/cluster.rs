@@ -361,11 +361,14 @@ impl Cluster {
     /// Submit each of `ops` as a new client's first command, all arriving
     /// at `node` together: stepped in one batch.
     pub fn submit_together(&mut self, node: NodeId, ops: Vec<Op>) -> Vec<RequestId> {
-        let inputs = ops.into_iter().map(|op| {
-            self.next_client += 1;
-            (self.request(), Command { client: self.next_client, seq: 1, op })
-        });
-        let inputs: Vec<_> = inputs.map(|(request, command)| (request, Input::Submit { request, command })).collect();
+        let inputs: Vec<_> = ops
+            .into_iter()
+            .map(|op| {
+                self.next_client += 1;
+                let request = self.request();
+                (request, Input::Submit { request, command: Command { client: self.next_client, seq: 1, op } })
+            })
+            .collect();
         self.inputs_together(node, inputs)
     }
 

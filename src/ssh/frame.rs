@@ -134,6 +134,23 @@ mod tests {
         assert!(matches!(decode_hello(b"{", 3), Err(FrameError::Malformed(_))));
     }
 
+    /// The largest read-index messages a node sends (`MAX_READ_IDS` ids of
+    /// the largest value) go through the real encoder well inside the frame
+    /// limit and come back whole.
+    #[test]
+    fn the_largest_read_index_messages_fit_a_frame_and_decode() {
+        use crate::consensus::messages::{MAX_READ_IDS, Message, ReadIndex, ReadIndexReply};
+        let more = vec![u64::MAX; MAX_READ_IDS - 1];
+        for msg in [
+            Message::ReadIndex(ReadIndex { id: u64::MAX, more: more.clone() }),
+            Message::ReadIndexReply(ReadIndexReply { id: u64::MAX, more: more.clone(), index: u64::MAX }),
+        ] {
+            let frame = encode_message(&msg, DEFAULT_MAX_FRAME).unwrap();
+            assert!(frame.len() < DEFAULT_MAX_FRAME / 64, "{} bytes", frame.len());
+            assert_eq!(decode_message::<Message>(&frame).unwrap(), msg);
+        }
+    }
+
     #[test]
     fn message_errors_say_what_was_wrong() {
         let frame = encode_message(&Msg::Ping { n: 7 }, 1024).unwrap();
