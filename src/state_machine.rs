@@ -5,6 +5,7 @@
 //! with its original result instead of being applied twice (the command ids
 //! of "Paxos Made Moderately Complex", §3).
 
+use crate::consensus::configuration::{MemberChange, Membership};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -31,6 +32,10 @@ pub enum Op {
     /// An opaque value an operator wants agreed; it changes no key.
     Propose {
         value: String,
+    },
+    /// A change of the cluster's membership (`consensus::configuration`).
+    Reconfigure {
+        change: MemberChange,
     },
 }
 
@@ -60,6 +65,7 @@ impl Command {
             Op::Delete { key } => key.len(),
             Op::Cas { key, expected, new } => key.len() + expected.as_ref().map_or(0, String::len) + new.len(),
             Op::Propose { value } => value.len(),
+            Op::Reconfigure { change } => change.held_bytes(),
         };
         strings + HELD_OVERHEAD_BYTES
     }
@@ -127,6 +133,16 @@ pub enum OpResult {
     StaleSequence {
         last_seq: u64,
     },
+    /// A membership change was decided: the configuration of `epoch`
+    /// governs slots from `effective` on.
+    Reconfigured {
+        epoch: u64,
+        effective: Slot,
+    },
+    /// A membership change was decided but refused, on every replica alike.
+    Refused {
+        reason: String,
+    },
     /// The command was applied, but it was a one-off (sequence number
     /// `ONE_OFF_SEQ`) whose result no store keeps: its node answered it
     /// when it applied it, and nobody asks again.
@@ -188,16 +204,24 @@ pub struct KvStore {
     one_off_index: BTreeMap<ClientId, Slot>,
     max_sessions: usize,
     proposals: u64,
+    /// The membership, once a change was ever decided; until then the
+    /// configuration every node was started with governs (`None` keeps
+    /// the snapshots of such a cluster as they were).
+    membership: Option<Membership>,
 }
 
 impl Serialize for KvStore {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut out = serializer.serialize_struct("KvStore", 4)?;
+        let mut out = serializer.serialize_struct("KvStore", 5)?;
         out.serialize_field("data", &self.data)?;
         out.serialize_field("sessions", &SessionPairs(self))?;
         out.serialize_field("max_sessions", &self.max_sessions)?;
         out.serialize_field("proposals", &self.proposals)?;
+        match &self.membership {
+            Some(membership) => out.serialize_field("membership", membership)?,
+            None => out.skip_field("membership")?,
+        }
         out.end()
     }
 }
@@ -235,6 +259,8 @@ struct StoreImage {
     max_sessions: usize,
     #[serde(default)]
     proposals: u64,
+    #[serde(default)]
+    membership: Option<Membership>,
 }
 
 impl From<StoreImage> for KvStore {
@@ -252,6 +278,7 @@ impl From<StoreImage> for KvStore {
             one_off_index: BTreeMap::new(),
             max_sessions: image.max_sessions,
             proposals: image.proposals,
+            membership: image.membership,
         };
         store.reindex();
         store
@@ -328,6 +355,27 @@ impl KvStore {
         self.proposals
     }
 
+    /// The replicated membership, if a change was ever decided.
+    pub fn membership(&self) -> Option<&Membership> {
+        self.membership.as_ref()
+    }
+
+    /// Start keeping the membership, from the configuration the cluster
+    /// was started with; the replica does this before it applies the first
+    /// change, on every replica alike.
+    pub fn seed_membership(&mut self, genesis: impl FnOnce() -> Membership) {
+        if self.membership.is_none() {
+            self.membership = Some(genesis());
+        }
+    }
+
+    /// A pending change is in force once `applied` reaches its first slot.
+    pub fn settle_membership(&mut self, applied: Slot) {
+        if let Some(m) = self.membership.as_mut() {
+            m.settle(applied);
+        }
+    }
+
     /// The answer for a command already applied, and the slot of the
     /// client's last command, if any.
     pub fn cached(&self, client: ClientId, seq: u64) -> Option<(OpResult, Slot)> {
@@ -365,6 +413,11 @@ impl KvStore {
                 self.proposals += 1;
                 OpResult::Proposed { slot }
             }
+            Op::Reconfigure { change } => match self.membership.as_mut().map(|m| m.decide(slot, change)) {
+                Some(Ok((epoch, effective))) => OpResult::Reconfigured { epoch, effective },
+                Some(Err(reason)) => OpResult::Refused { reason },
+                None => OpResult::Refused { reason: "this store has no membership to change".into() },
+            },
         };
         self.remember(command.client, command.seq, slot, result.clone());
         Applied { result, fresh: true }

@@ -10,7 +10,7 @@ use super::{Replica, SlotState};
 
 impl Replica {
     pub(super) fn on_prepare(&mut self, from: NodeId, p: Prepare) {
-        if !self.roles.acceptor {
+        if !self.roles().acceptor {
             return;
         }
         self.note_ballot(p.ballot);
@@ -63,7 +63,7 @@ impl Replica {
     }
 
     pub(super) fn on_accept(&mut self, from: NodeId, a: Accept) {
-        if !self.roles.acceptor {
+        if !self.roles().acceptor {
             return;
         }
         self.note_ballot(a.ballot);

@@ -287,6 +287,14 @@ impl Config {
         if let Some((name, value)) = counts.iter().find(|(_, v)| *v > MAX_TUNING_COUNT) {
             return Err(ConfigError::Tuning(format!("{name} is {value}; it must be at most {MAX_TUNING_COUNT}")));
         }
+        if u.pipeline_depth as u64 > super::configuration::ALPHA {
+            return Err(ConfigError::Tuning(format!(
+                "pipeline_depth ({}) must be at most {}: a leader keeps no more slots in flight than a \
+                 membership change takes to come into force",
+                u.pipeline_depth,
+                super::configuration::ALPHA
+            )));
+        }
         if u.max_batch == 0 || u.pipeline_depth == 0 || u.catch_up_batch == 0 || u.snapshot_interval == 0 {
             return Err(ConfigError::Tuning(
                 "max_batch, pipeline_depth, catch_up_batch and snapshot_interval must be at least 1".into(),

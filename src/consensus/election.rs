@@ -114,7 +114,7 @@ impl Replica {
             Role::Leader(_) => self.last_leader_contact = Some(self.now),
             Role::Follower => {
                 self.expire_transfers();
-                if self.roles.proposer
+                if self.roles().proposer
                     && self.is_voter()
                     && self.now >= self.election_deadline
                     && self.now >= self.no_campaign_before
@@ -135,7 +135,7 @@ impl Replica {
         self.leader = None;
         let ballot = Ballot::next_after(self.max_round, self.id());
         self.role = Role::Probing(Campaign::new(ballot, self.now));
-        for acceptor in self.acceptors.clone() {
+        for acceptor in self.acceptors() {
             self.send(acceptor, Message::Probe(Probe { ballot }));
         }
     }
@@ -149,13 +149,13 @@ impl Replica {
         self.role = Role::Preparing(Campaign::new(ballot, self.now));
         self.persist(Record::Campaigned { ballot });
         let prepare = Prepare { ballot, first_slot: self.commit_index, transfer, rejoin: false };
-        for acceptor in self.acceptors.clone() {
+        for acceptor in self.acceptors() {
             self.send_after_persist(acceptor, Message::Prepare(prepare.clone()));
         }
     }
 
     pub(super) fn on_probe(&mut self, from: NodeId, probe: Probe) {
-        if !self.roles.acceptor {
+        if !self.roles().acceptor {
             return;
         }
         self.note_ballot(probe.ballot);
@@ -175,7 +175,6 @@ impl Replica {
         if !self.is_acceptor(from) {
             return;
         }
-        let (phase1, acceptors) = (self.quorums.phase1, self.acceptors.len());
         let Role::Probing(c) = &mut self.role else { return };
         if c.ballot != reply.ballot {
             return;
@@ -185,9 +184,10 @@ impl Replica {
         } else {
             c.refused.insert(from);
         }
-        if c.granted.len() >= phase1 {
+        let (granted, refused) = (c.granted.clone(), c.refused.clone());
+        if self.membership().phase1_quorum_in(&granted) {
             self.start_prepare(false);
-        } else if c.refused.len() > acceptors - phase1 {
+        } else if self.membership().phase1_out_of_reach(&refused) {
             self.campaign_failed();
         }
     }
@@ -195,12 +195,12 @@ impl Replica {
     pub(super) fn on_nack(&mut self, from: NodeId, nack: Nack) {
         self.note_ballot(nack.promised);
         self.on_rejoin_nack(nack.ballot);
-        let (phase1, acceptors) = (self.quorums.phase1, self.acceptors.len());
         match &mut self.role {
             Role::Leader(ls) if nack.ballot == ls.ballot && nack.promised > ls.ballot => self.step_down(),
             Role::Preparing(c) if nack.ballot == c.ballot => {
                 c.refused.insert(from);
-                if nack.reason == NackReason::Preempted || c.refused.len() > acceptors - phase1 {
+                let refused = c.refused.clone();
+                if nack.reason == NackReason::Preempted || self.membership().phase1_out_of_reach(&refused) {
                     self.campaign_failed();
                 }
             }
@@ -278,7 +278,8 @@ impl Replica {
             None => {
                 // The other proposer that answered most recently.
                 let best = self
-                    .cfg
+                    .membership()
+                    .current
                     .proposers()
                     .filter(|p| *p != self.id())
                     .max_by_key(|p| (ls.last_ack.get(p).copied().unwrap_or(0), std::cmp::Reverse(*p)));
@@ -295,7 +296,7 @@ impl Replica {
             self.reply(request, Ok(Response::Transferred { to: target }));
             return;
         }
-        if !self.cfg.members.get(&target).is_some_and(|r| r.proposer) {
+        if !self.membership().current.is_proposer(target) {
             let why = format!("node {target} is not a proposer of this cluster");
             self.reply(request, Err(ClientError::BadTarget(why)));
             return;
@@ -308,7 +309,7 @@ impl Replica {
     }
 
     pub(super) fn on_timeout_now(&mut self, from: NodeId, m: TimeoutNow) {
-        if !self.roles.proposer || self.is_leader() || !self.is_voter() {
+        if !self.roles().proposer || self.is_leader() || !self.is_voter() {
             return;
         }
         self.note_ballot(m.ballot);

@@ -34,6 +34,18 @@ pub(crate) struct LeaderState {
     pub since: u64,
     pub last_heartbeat: u64,
     pub announced_commit: Slot,
+    /// Slots below this are re-proposed before any new command: with the
+    /// value phase 1 found in `recovered`, a no-op where it found none.
+    pub recover_through: Slot,
+    /// The highest-ballot value phase 1 found per slot not re-proposed yet
+    /// (`None` for a value known decided, which outranks every vote).
+    pub recovered: BTreeMap<Slot, (Option<Ballot>, Entry)>,
+    /// Valid promises for this ballot, without their votes: whose phase 1
+    /// this leadership stands on, per configuration (`epochs`).
+    pub promised_by: BTreeMap<NodeId, Promise>,
+    /// When the acceptors of a configuration without a phase-1 quorum here
+    /// were last asked to promise this ballot.
+    pub extension_sent: Option<u64>,
 }
 
 impl Replica {
@@ -41,7 +53,10 @@ impl Replica {
         if !self.is_acceptor(from) || self.on_rejoin_promise(from, &p) {
             return;
         }
-        let phase1 = self.quorums.phase1;
+        if self.is_leader() {
+            self.on_extension_promise(from, p);
+            return;
+        }
         let Role::Preparing(c) = &self.role else { return };
         if c.ballot != p.ballot {
             return;
@@ -49,17 +64,19 @@ impl Replica {
         let mut promises = c.promises.clone();
         promises.insert(from, p);
         let valid = self.valid_promisers(&promises);
+        let ready = self.membership().phase1_quorum_in(&valid);
         let Role::Preparing(c) = &mut self.role else { return };
         promises.retain(|id, _| valid.contains(id));
         c.promises = promises;
-        if c.promises.len() >= phase1 {
+        if ready {
             self.become_leader();
         }
     }
 
     /// Phase 1 succeeded: re-propose, for every slot from the first one not
     /// known decided, the value of the highest-ballot vote in the promises,
-    /// and fill holes with no-ops (Paxos Made Simple §3).
+    /// and fill holes with no-ops (Paxos Made Simple §3). Slots beyond the
+    /// α window wait in `recovered` until the window reaches them.
     fn become_leader(&mut self) {
         let Role::Preparing(c) = std::mem::replace(&mut self.role, Role::Follower) else { return };
         let ballot = c.ballot;
@@ -68,6 +85,7 @@ impl Replica {
         let (ahead, ahead_commit) =
             c.promises.iter().map(|(id, p)| (*id, p.commit_index)).max_by_key(|(_, ci)| *ci).unwrap_or((self.id(), 0));
         let start = self.commit_index.max(ahead_commit);
+        let promised_by = c.promises.iter().map(|(id, p)| (*id, p.without_values())).collect();
         let mut values: BTreeMap<Slot, (Option<Ballot>, Entry)> = BTreeMap::new();
         for (slot, state) in self.log.range(start..) {
             if state.decided {
@@ -90,7 +108,7 @@ impl Replica {
         let next_slot = values.keys().next_back().map_or(start, |s| s + 1);
         self.role = Role::Leader(Box::new(LeaderState {
             ballot,
-            next_slot,
+            next_slot: start,
             in_flight: BTreeMap::new(),
             queue: VecDeque::new(),
             queued: BTreeSet::new(),
@@ -98,17 +116,17 @@ impl Replica {
             since: self.now,
             last_heartbeat: self.now,
             announced_commit: self.commit_index,
+            recover_through: next_slot,
+            recovered: values,
+            promised_by,
+            extension_sent: None,
         }));
         self.leader = Some(self.id());
         self.leader_ballot = ballot;
         self.last_leader_contact = Some(self.now);
         self.backoff_attempts = 0;
         self.reads_on_become_leader();
-        for slot in start..next_slot {
-            let entry = values.remove(&slot).map_or(Entry::Noop, |(_, e)| e);
-            let bytes = entry.wire_len();
-            self.propose(slot, entry, bytes);
-        }
+        self.propose_queued();
         self.known_commit = self.known_commit.max(ahead_commit);
         if ahead_commit > self.commit_index && ahead != self.id() {
             self.send(ahead, Message::CatchUp(CatchUp { from_slot: self.commit_index, snapshot: None }));
@@ -137,7 +155,8 @@ impl Replica {
         ls.in_flight.insert(slot, Proposal { entry: entry.clone(), votes: BTreeSet::new(), sent_at: now, bytes });
         ls.next_slot = ls.next_slot.max(slot + 1);
         let accept = Accept { ballot, slot, entry, commit_index };
-        for acceptor in self.acceptors.clone() {
+        let acceptors: Vec<NodeId> = self.membership().at(slot).acceptors().collect();
+        for acceptor in acceptors {
             self.send(acceptor, Message::Accept(accept.clone()));
         }
     }
@@ -159,9 +178,12 @@ impl Replica {
         }
     }
 
-    /// Fill the pipeline: up to `pipeline_depth` slots in flight, each
-    /// carrying up to `max_batch` commands. Under load the window is full and
-    /// the queue grows, so batches grow by themselves.
+    /// Fill the pipeline: first the slots phase 1 recovered, then up to
+    /// `pipeline_depth` slots in flight, each carrying up to `max_batch`
+    /// commands, and no-ops while an idle cluster has a change to bring
+    /// into force. Under load the window is full and the queue grows, so
+    /// batches grow by themselves. Every slot waits for the α window and a
+    /// phase-1 quorum of its configuration (`may_propose`).
     /// Slots are also bounded in bytes (`max_batch_bytes`, at least one
     /// command each) and so is the whole window (`max_in_flight_bytes`), so
     /// every Accept, Promise and catch-up message fits a peer frame.
@@ -171,8 +193,21 @@ impl Replica {
         let (batch_bytes, window_bytes) = (tuning.max_batch_bytes, tuning.max_in_flight_bytes);
         loop {
             let Some(ls) = self.leader_state() else { return };
-            if ls.queue.is_empty() || ls.in_flight.len() >= depth {
+            let slot = ls.next_slot;
+            let recovering = slot < ls.recover_through;
+            let queued = !ls.queue.is_empty();
+            if !recovering && (ls.in_flight.len() >= depth || (!queued && !self.change_waits_for(slot))) {
                 return;
+            }
+            if !self.may_propose(slot) {
+                return;
+            }
+            let Some(ls) = self.leader_state() else { return };
+            if recovering || !queued {
+                let entry = ls.recovered.remove(&slot).map_or(Entry::Noop, |(_, e)| e);
+                let bytes = entry.wire_len();
+                self.propose(slot, entry, bytes);
+                continue;
             }
             let in_flight: usize = ls.in_flight.values().map(|p| p.bytes).sum();
             let budget = batch_bytes.min(window_bytes.saturating_sub(in_flight));
@@ -189,22 +224,21 @@ impl Replica {
                 return; // the window is full in bytes: wait for a slot to be chosen
             }
             let commands: Vec<Command> = ls.queue.drain(..take).map(|(command, _)| command).collect();
-            let slot = ls.next_slot;
             self.propose(slot, Entry::Batch { commands }, bytes);
         }
     }
 
     pub(super) fn on_accepted(&mut self, from: NodeId, a: Accepted) {
-        let (now, phase2) = (self.now, self.quorums.phase2);
-        let acceptor = self.is_acceptor(from);
-        let Some(ls) = self.leader_state() else { return };
-        if a.ballot != ls.ballot || !acceptor {
+        let now = self.now;
+        let membership = self.kv.membership().unwrap_or(&self.genesis);
+        let Role::Leader(ls) = &mut self.role else { return };
+        if a.ballot != ls.ballot || !membership.is_acceptor(from) {
             return;
         }
         ls.last_ack.insert(from, now);
         let Some(proposal) = ls.in_flight.get_mut(&a.slot) else { return };
         proposal.votes.insert(from);
-        if proposal.votes.len() >= phase2 {
+        if membership.at(a.slot).phase2_quorum_in(&proposal.votes) {
             let Some(proposal) = ls.in_flight.remove(&a.slot) else { return };
             let ballot = ls.ballot;
             self.chosen(a.slot, ballot, proposal.entry);
@@ -239,7 +273,7 @@ impl Replica {
         ls.last_heartbeat = now;
         ls.announced_commit = commit_index;
         let heartbeat = Heartbeat { ballot: ls.ballot, commit_index, read_round };
-        for peer in self.others.clone() {
+        for peer in self.others() {
             self.send(peer, Message::Heartbeat(heartbeat.clone()));
         }
     }
@@ -247,7 +281,6 @@ impl Replica {
     pub(super) fn tick_leader(&mut self) {
         let (now, timing) = (self.now, self.cfg.timing);
         let id = self.id();
-        let acceptors = self.acceptors.clone();
         let Some(ls) = self.leader_state() else { return };
         ls.last_ack.insert(id, now);
         let due_heartbeat = now >= ls.last_heartbeat + timing.heartbeat;
@@ -260,9 +293,8 @@ impl Replica {
         }
         let ballot = ls.ballot;
         let checked = now >= ls.since + timing.election_min;
-        let recent =
-            ls.last_ack.iter().filter(|(n, t)| now - **t < timing.election_min && acceptors.contains(n)).count();
-        if checked && recent < self.quorums.phase2 {
+        let recent = ls.last_ack.iter().filter(|(_, t)| now - **t < timing.election_min).map(|(n, _)| *n).collect();
+        if checked && !self.membership().phase2_quorum_in(&recent) {
             // Check-quorum: a leader that cannot reach a quorum steps down,
             // so clients stop waiting on it and a reachable node can lead.
             self.step_down();
@@ -271,7 +303,8 @@ impl Replica {
         let commit_index = self.commit_index;
         for (slot, entry, votes) in resend {
             let accept = Accept { ballot, slot, entry, commit_index };
-            for acceptor in self.acceptors.clone().into_iter().filter(|a| !votes.contains(a)) {
+            let acceptors: Vec<NodeId> = self.membership().at(slot).acceptors().collect();
+            for acceptor in acceptors.into_iter().filter(|a| !votes.contains(a)) {
                 self.send(acceptor, Message::Accept(accept.clone()));
             }
         }
@@ -293,7 +326,7 @@ impl Replica {
         let from = ls.announced_commit;
         let round = self.reads.round_sent;
         self.broadcast_heartbeat(round);
-        let learners: Vec<NodeId> = self.others.iter().copied().filter(|n| !self.is_acceptor(*n)).collect();
+        let learners: Vec<NodeId> = self.others().into_iter().filter(|n| !self.is_acceptor(*n)).collect();
         // `Decided` numbers its entries from its first slot, so the run must
         // start where the log does: after installing a snapshot past the last
         // announced commit the log starts later. Learners missing the

@@ -60,8 +60,13 @@ impl Replica {
         let downloading = self.snapshot_download_source();
         let target = match downloading.or(self.leader.filter(|l| *l != self.id())) {
             Some(source) => source,
-            None if self.others.is_empty() => return,
-            None => self.others[self.rng.between(0, self.others.len() as u64 - 1) as usize],
+            None => {
+                let others = self.others();
+                if others.is_empty() {
+                    return;
+                }
+                others[self.rng.between(0, others.len() as u64 - 1) as usize]
+            }
         };
         self.request_catch_up(target);
     }
@@ -142,6 +147,10 @@ impl Replica {
             let Some(state) = self.log.get(&slot) else { break };
             let entry = state.entry.clone();
             for command in entry.commands() {
+                if matches!(command.op, crate::state_machine::Op::Reconfigure { .. }) {
+                    let genesis = &self.genesis;
+                    self.kv.seed_membership(|| genesis.clone());
+                }
                 let applied = self.kv.apply(slot, command);
                 let response = Response::Applied { slot, result: applied.result };
                 self.on_command_applied(command, response);
@@ -149,6 +158,7 @@ impl Replica {
             self.applied_bytes = self.applied_bytes.saturating_add(entry.held_bytes());
             self.out.applied.push(AppliedEntry { slot, entry });
             self.applied += 1;
+            self.kv.settle_membership(self.applied);
         }
         self.maybe_snapshot();
     }
@@ -162,7 +172,7 @@ impl Replica {
     /// whole store, so its cost stays in proportion to the writes.
     fn snapshot_due(&self) -> bool {
         let interval = u128::from(self.cfg.tuning.snapshot_interval.max(1));
-        let members = &self.cfg.members;
+        let members = &self.membership().current.members;
         let position = members.keys().position(|id| *id == self.id()).unwrap_or(0) as u128;
         let n = members.len().max(1) as u128;
         let phase = interval * position / n;

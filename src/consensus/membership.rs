@@ -107,13 +107,10 @@ impl Replica {
         let t = self.cfg.timing;
         let due = self.last_hello.is_none_or(|at| self.now >= at + t.heartbeat);
         let unanswered: Vec<NodeId> = match &self.voting {
-            Voting::Unclassified { answers } => self
-                .others
-                .iter()
-                .copied()
-                .filter(|n| !answers.contains_key(n) || !self.introduced.contains(n))
-                .collect(),
-            _ => self.others.iter().copied().filter(|n| !self.introduced.contains(n)).collect(),
+            Voting::Unclassified { answers } => {
+                self.others().into_iter().filter(|n| !answers.contains_key(n) || !self.introduced.contains(n)).collect()
+            }
+            _ => self.others().into_iter().filter(|n| !self.introduced.contains(n)).collect(),
         };
         if due && !unanswered.is_empty() {
             self.last_hello = Some(self.now);
@@ -164,7 +161,7 @@ impl Replica {
             self.voting = Voting::Recovering(Rejoin::default());
             return;
         }
-        if self.others.iter().all(|n| answers.contains_key(n)) {
+        if self.others().iter().all(|n| answers.contains_key(n)) {
             self.join(JoinedHow::Genesis);
         }
     }
@@ -178,7 +175,7 @@ impl Replica {
     fn tick_rejoin(&mut self) {
         let (now, t) = (self.now, self.cfg.timing);
         let commit = self.commit_index;
-        let acceptor = self.roles.acceptor;
+        let acceptor = self.roles().acceptor;
         let Voting::Recovering(rejoin) = &mut self.voting else { return };
         if let (Some(ballot), Some(through)) = (rejoin.ballot, rejoin.learn_through) {
             if commit >= through {
@@ -215,14 +212,13 @@ impl Replica {
         self.persist(Record::Campaigned { ballot });
         let prepare = Prepare { ballot, first_slot: self.commit_index, transfer: false, rejoin: true };
         let me = self.id();
-        for acceptor in self.acceptors.clone().into_iter().filter(|a| *a != me) {
+        for acceptor in self.acceptors().into_iter().filter(|a| *a != me) {
             self.send_after_persist(acceptor, Message::Prepare(prepare.clone()));
         }
     }
 
     /// A promise for the rejoin ballot. Returns false if it was not one.
     pub(super) fn on_rejoin_promise(&mut self, from: NodeId, p: &Promise) -> bool {
-        let phase1 = self.quorums.phase1;
         let Voting::Recovering(rejoin) = &mut self.voting else { return false };
         if rejoin.ballot != Some(p.ballot) || rejoin.learn_through.is_some() {
             return false;
@@ -233,7 +229,7 @@ impl Replica {
         rejoin.promises.insert(from, p.clone());
         let promises = rejoin.promises.clone();
         let valid = self.valid_promisers(&promises);
-        if valid.len() >= phase1 {
+        if self.membership().phase1_quorum_in(&valid) {
             self.finish_rejoin_phase1(p.ballot, &valid);
         }
         true

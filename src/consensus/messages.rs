@@ -99,6 +99,14 @@ pub struct Promise {
     pub known: Vec<(NodeId, u64)>,
 }
 
+impl Promise {
+    /// The promise without the votes and decisions it reported: what a
+    /// leader keeps to check later promises against.
+    pub fn without_values(&self) -> Promise {
+        Promise { votes: Vec::new(), decided: Vec::new(), known: self.known.clone(), ..*self }
+    }
+}
+
 /// Phase 2a for one slot; piggybacks the leader's commit index.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Accept {

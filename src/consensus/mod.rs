@@ -9,6 +9,7 @@
 
 pub mod ballot;
 pub mod config;
+pub mod configuration;
 pub mod membership;
 pub mod messages;
 pub mod provenance;
@@ -19,6 +20,7 @@ pub mod rng;
 mod acceptor;
 mod clients;
 mod election;
+mod epochs;
 mod leader;
 mod learner;
 mod reads;
@@ -29,9 +31,9 @@ use crate::state_machine::{ClientId, Command, Entry, KvStore, OpResult, Slot};
 use ballot::{Ballot, NodeId};
 use clients::ClientState;
 use config::{Config, ConfigError, Roles};
+use configuration::{Configuration, Membership};
 use election::Role;
 use messages::{Envelope, Message};
-use quorum::Quorums;
 use reads::ReadState;
 use records::{Record, Recovered, Snapshot};
 use rng::Rng;
@@ -171,11 +173,9 @@ pub struct Status {
 
 pub struct Replica {
     cfg: Config,
-    quorums: Quorums,
-    roles: Roles,
-    /// Every member but this one, sorted.
-    others: Vec<NodeId>,
-    acceptors: Vec<NodeId>,
+    /// The membership this node was started with (epoch 0), in force until
+    /// the store holds one (`KvStore::membership`): the first change.
+    genesis: Membership,
     rng: Rng,
     now: u64,
 
@@ -230,18 +230,13 @@ pub struct Replica {
 impl Replica {
     /// A replica restarting from what storage recovered (empty on first start).
     pub fn new(cfg: Config, seed: u64, recovered: Recovered) -> Result<Self, ConfigError> {
-        let quorums = cfg.validate()?;
-        let roles = cfg.roles();
-        let others = cfg.members.keys().copied().filter(|id| *id != cfg.id).collect();
-        let acceptors = cfg.acceptors().collect();
+        cfg.validate()?;
+        let genesis = Membership::new(Configuration::genesis(&cfg));
         let kv = KvStore::new(cfg.tuning.max_sessions);
         let mut replica = Replica {
             rng: Rng::new(seed ^ cfg.id.wrapping_mul(0x2545_F491_4F6C_DD1D)),
             cfg,
-            quorums,
-            roles,
-            others,
-            acceptors,
+            genesis,
             now: 0,
             incarnation: recovered.incarnation,
             seen: BTreeMap::new(),
@@ -329,7 +324,7 @@ impl Replica {
     }
 
     fn on_message(&mut self, from: NodeId, msg: Message) {
-        if from == 0 || (from != self.cfg.id && !self.cfg.members.contains_key(&from)) {
+        if from == 0 || (from != self.cfg.id && !self.membership().is_member(from)) {
             return;
         }
         if let Err(reason) = self.check_provenance(from, &msg) {
@@ -389,8 +384,30 @@ impl Replica {
         self.out.replies.push(Reply { request, outcome });
     }
 
+    /// The configurations in force and pending (`configuration`).
+    pub fn membership(&self) -> &Membership {
+        self.kv.membership().unwrap_or(&self.genesis)
+    }
+
+    /// This node's roles in the configurations in force or pending; a node
+    /// that is not (or no longer) a member only learns.
+    fn roles(&self) -> Roles {
+        self.membership().roles(self.id()).unwrap_or(Roles::LEARNER)
+    }
+
+    /// Every member but this one, sorted.
+    fn others(&self) -> Vec<NodeId> {
+        let me = self.id();
+        self.membership().member_ids().into_iter().filter(|id| *id != me).collect()
+    }
+
+    /// The acceptors of the configurations in force or pending.
+    fn acceptors(&self) -> Vec<NodeId> {
+        self.membership().acceptor_ids()
+    }
+
     fn is_acceptor(&self, id: NodeId) -> bool {
-        self.cfg.members.get(&id).is_some_and(|r| r.acceptor)
+        self.membership().is_acceptor(id)
     }
 
     fn note_ballot(&mut self, ballot: Ballot) {
@@ -402,7 +419,7 @@ impl Replica {
     pub fn status(&self) -> Status {
         Status {
             id: self.cfg.id,
-            roles: self.roles,
+            roles: self.roles(),
             role: self.role.name().to_string(),
             leader: self.leader,
             ballot: self.leader_ballot,

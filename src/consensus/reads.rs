@@ -143,16 +143,17 @@ impl Replica {
             if self.reads.confirming.iter().any(|r| r.round > self.reads.round_sent) {
                 self.reads.round_sent += 1;
                 let round = self.reads.round_sent;
-                if self.roles.acceptor {
+                if self.roles().acceptor {
                     self.reads_ack(self.id(), round);
                 }
                 self.broadcast_heartbeat(round);
             }
-            let phase2 = self.quorums.phase2;
+            let membership = self.kv.membership().unwrap_or(&self.genesis);
             let acks = &self.reads.acks;
+            let acked = |round: u64| acks.iter().filter(|(_, a)| **a >= round).map(|(n, _)| *n).collect();
             let (confirmed, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads.confirming)
                 .into_iter()
-                .partition(|r| acks.values().filter(|a| **a >= r.round).count() >= phase2);
+                .partition(|r| membership.phase2_quorum_in(&acked(r.round)));
             self.reads.confirming = waiting;
             // One answer per follower and index, for all its reads.
             let mut answers: BTreeMap<(NodeId, Slot), Vec<u64>> = BTreeMap::new();

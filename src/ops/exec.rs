@@ -174,7 +174,7 @@ where
             let Some((op, request)) = command.to_op() else { unreachable!("a log mutation has an op") };
             let key = match &op {
                 Op::Put { key, .. } | Op::Delete { key } | Op::Cas { key, .. } => Some(key.clone()),
-                Op::Propose { .. } => None,
+                Op::Propose { .. } | Op::Reconfigure { .. } => None,
             };
             let result = api.submit(op, request).await.map_err(OpsError::from).and_then(|submitted| {
                 if let OpResult::StaleSequence { last_seq } = submitted.result {

@@ -84,6 +84,7 @@ fn op_text(command: &Command) -> String {
         Op::Delete { key } => format!("delete {}", word_text(key)),
         Op::Cas { key, expected, new } => format!("cas {} {} -> {}", word_text(key), shown(expected), word_text(new)),
         Op::Propose { value } => format!("propose {}", word_text(value)),
+        Op::Reconfigure { change } => format!("reconfigure: {change}"),
     };
     format!("{op} [{}:{}]", command.client, command.seq)
 }
@@ -115,6 +116,10 @@ fn result_text(key: Option<&str>, submitted: &Submitted) -> String {
         OpResult::Cas { swapped: false, current } => format!("{key} not swapped: it is {}", shown(current)),
         OpResult::StaleSequence { last_seq } => format!("stale request (client is at seq {last_seq})"),
         OpResult::NotKept => "applied (its result was not kept)".to_owned(),
+        OpResult::Reconfigured { epoch, effective } => {
+            format!("membership epoch {epoch} decided; it governs slots from {effective}")
+        }
+        OpResult::Refused { reason } => format!("membership change refused: {reason}"),
     };
     if matches!(submitted.result, OpResult::Proposed { .. }) {
         what

@@ -224,6 +224,7 @@ impl crate::ops::NodeApi for GatedNode {
             Op::Delete { key } => (key.clone(), format!("delete {key}")),
             Op::Cas { key, .. } => (key.clone(), format!("cas {key}")),
             Op::Propose { value } => (String::new(), format!("propose {value}")),
+            Op::Reconfigure { change } => (String::new(), format!("reconfigure {change}")),
         };
         // The fake applies when `submit` is called: call it only once through the gate.
         Box::pin(async move { self.around(&key, what, async { self.inner.submit(op, request).await }).await })
