@@ -116,6 +116,10 @@ pub struct ConsensusSettings {
     pub timing: Timing,
     #[serde(default)]
     pub tuning: Tuning,
+    /// α: a membership change decided in slot s governs slots from
+    /// s + alpha (default 128; at least `tuning.pipeline_depth`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<u64>,
 }
 
 fn default_tick_ms() -> u64 {
@@ -370,6 +374,8 @@ impl Inventory {
             phase2_quorum: c.phase2_quorum,
             timing: c.timing,
             tuning: c.tuning.clone(),
+            joining: false,
+            alpha: c.alpha.unwrap_or(crate::consensus::configuration::DEFAULT_ALPHA),
         };
         config.validate().map_err(|source| ClusterError::Consensus { path: self.path.clone(), source })?;
         Ok(config)

@@ -11,6 +11,9 @@ use super::{Replica, SlotState};
 impl Replica {
     pub(super) fn on_prepare(&mut self, from: NodeId, p: Prepare) {
         if !self.roles().acceptor {
+            // Counted as an acceptor by the sender: this node's view of the
+            // membership lags; fetch the log from it.
+            self.request_catch_up(from);
             return;
         }
         self.note_ballot(p.ballot);

@@ -2,6 +2,7 @@
 //! batching and pipelining. Validated once, at start.
 
 use super::ballot::NodeId;
+use super::configuration::{DEFAULT_ALPHA, MAX_ALPHA};
 use super::quorum::{QuorumError, Quorums};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -181,6 +182,19 @@ pub struct Config {
     pub timing: Timing,
     #[serde(default)]
     pub tuning: Tuning,
+    /// This node is not among `members` (the cluster's seed configuration):
+    /// it waits to be added by a membership change, learning meanwhile.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub joining: bool,
+    /// α (`configuration`): a membership change decided in slot `s`
+    /// governs slots from `s + alpha`. The same on every node, like the
+    /// quorum sizes; the membership carries it once a change is decided.
+    #[serde(default = "default_alpha")]
+    pub alpha: u64,
+}
+
+fn default_alpha() -> u64 {
+    DEFAULT_ALPHA
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -208,6 +222,8 @@ impl Config {
             phase2_quorum: None,
             timing: Timing::default(),
             tuning: Tuning::default(),
+            joining: false,
+            alpha: DEFAULT_ALPHA,
         }
     }
 
@@ -228,7 +244,7 @@ impl Config {
         if self.members.contains_key(&0) || self.id == 0 {
             return Err(ConfigError::ZeroId);
         }
-        if !self.members.contains_key(&self.id) {
+        if !self.members.contains_key(&self.id) && !self.joining {
             return Err(ConfigError::NotAMember(self.id));
         }
         if self.proposers().next().is_none() {
@@ -287,12 +303,14 @@ impl Config {
         if let Some((name, value)) = counts.iter().find(|(_, v)| *v > MAX_TUNING_COUNT) {
             return Err(ConfigError::Tuning(format!("{name} is {value}; it must be at most {MAX_TUNING_COUNT}")));
         }
-        if u.pipeline_depth as u64 > super::configuration::ALPHA {
+        if self.alpha == 0 || self.alpha > MAX_ALPHA {
+            return Err(ConfigError::Tuning(format!("alpha is {}; it must be between 1 and {MAX_ALPHA}", self.alpha)));
+        }
+        if u.pipeline_depth as u64 > self.alpha {
             return Err(ConfigError::Tuning(format!(
-                "pipeline_depth ({}) must be at most {}: a leader keeps no more slots in flight than a \
-                 membership change takes to come into force",
-                u.pipeline_depth,
-                super::configuration::ALPHA
+                "pipeline_depth ({}) must be at most alpha ({}): a leader keeps no more slots in flight \
+                 than a membership change takes to come into force",
+                u.pipeline_depth, self.alpha
             )));
         }
         if u.max_batch == 0 || u.pipeline_depth == 0 || u.catch_up_batch == 0 || u.snapshot_interval == 0 {

@@ -3,14 +3,14 @@
 //! in the log like any other command.
 //!
 //! **The rule that keeps changes safe** (Lamport's α window, "Paxos Made
-//! Simple" §3): a change decided in slot `s` governs slots from `s + ALPHA`
+//! Simple" §3): a change decided in slot `s` governs slots from `s + α`
 //! on. Every slot therefore has exactly one configuration, `config(t)`, a
-//! function of the decided prefix below `t - ALPHA + 1` that every replica
+//! function of the decided prefix below `t - α + 1` that every replica
 //! computes alike, and each slot runs plain Paxos among the acceptors of
 //! its own configuration:
 //!
 //! - a leader proposes slot `t` only once it has applied every slot up to
-//!   `t - ALPHA`, so it knows `config(t)` (`t < applied + ALPHA`);
+//!   `t - α`, so it knows `config(t)` (`t < applied + α`);
 //! - phase 2 for `t` goes to `config(t)`'s acceptors and counts its quorum;
 //! - before it proposes `t`, the leader holds promises for its ballot from a
 //!   phase-1 quorum of `config(t)`, asking the new acceptors of a new
@@ -32,10 +32,18 @@ use crate::state_machine::Slot;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Slots between a change's decision and its effect. A leader keeps at most
-/// this many slots beyond its applied index in flight, so it is also a
-/// bound on the pipeline (`Tuning::pipeline_depth` may not exceed it).
-pub const ALPHA: u64 = 128;
+/// Slots between a change's decision and its effect (α), unless the seed
+/// configuration sets another. A leader keeps at most α slots beyond its
+/// applied index in flight, so it also bounds the pipeline
+/// (`Tuning::pipeline_depth` may not exceed it).
+pub const DEFAULT_ALPHA: u64 = 128;
+
+/// The largest α a configuration may set.
+pub const MAX_ALPHA: u64 = 1 << 20;
+
+fn default_alpha() -> u64 {
+    DEFAULT_ALPHA
+}
 
 /// One member of a configuration. Name, address and key are what an
 /// operator gave when adding it; members of the seed inventory have none
@@ -73,6 +81,10 @@ pub struct Configuration {
     /// vote or promise of the removed one can be mistaken for a newcomer's.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub retired: BTreeSet<NodeId>,
+    /// α: a change decided in slot `s` governs slots from `s + alpha`.
+    /// Set by the seed configuration; no change alters it.
+    #[serde(default = "default_alpha")]
+    pub alpha: u64,
 }
 
 /// A change an operator asks for.
@@ -139,6 +151,7 @@ impl Configuration {
             phase1_quorum: cfg.phase1_quorum,
             phase2_quorum: cfg.phase2_quorum,
             retired: BTreeSet::new(),
+            alpha: cfg.alpha,
         }
     }
 
@@ -342,7 +355,7 @@ impl Membership {
     }
 
     /// Apply a change decided in `slot`: it governs slots from
-    /// `slot + ALPHA`. Refused while another change is pending.
+    /// `slot + alpha`. Refused while another change is pending.
     pub fn decide(&mut self, slot: Slot, change: &MemberChange) -> Result<(u64, Slot), String> {
         self.settle(slot);
         if let Some(p) = &self.pending {
@@ -352,7 +365,7 @@ impl Membership {
             ));
         }
         let config = self.current.changed(change)?;
-        let effective = slot.saturating_add(ALPHA);
+        let effective = slot.saturating_add(self.current.alpha);
         let epoch = config.epoch;
         self.pending = Some(Pending { effective, config });
         Ok((epoch, effective))

@@ -156,12 +156,30 @@ impl Replica {
 
     pub(super) fn on_probe(&mut self, from: NodeId, probe: Probe) {
         if !self.roles().acceptor {
+            // One of the two views of the membership lags. If this node was
+            // removed or demoted, the candidate may need its vote for the
+            // slots before the change: it learns here that they are decided
+            // and catches up. If this node lags, it fetches the log.
+            self.request_catch_up(from);
+            self.refuse_probe(from, probe);
             return;
         }
         self.note_ballot(probe.ballot);
         let granted = probe.ballot > self.promised && !self.leader_alive_besides(from) && self.is_voter();
         let reply =
             ProbeReply { ballot: probe.ballot, granted, promised: self.promised, commit_index: self.commit_index };
+        self.send(from, Message::ProbeReply(reply));
+    }
+
+    /// Grant nothing, but say how far the log goes.
+    pub(super) fn refuse_probe(&mut self, from: NodeId, probe: Probe) {
+        self.note_ballot(probe.ballot);
+        let reply = ProbeReply {
+            ballot: probe.ballot,
+            granted: false,
+            promised: self.promised,
+            commit_index: self.commit_index,
+        };
         self.send(from, Message::ProbeReply(reply));
     }
 
@@ -185,9 +203,11 @@ impl Replica {
             c.refused.insert(from);
         }
         let (granted, refused) = (c.granted.clone(), c.refused.clone());
-        if self.membership().phase1_quorum_in(&granted) {
+        // A campaign needs the configuration in force only: a leader asks
+        // a pending one's acceptors before it proposes there (`epochs`).
+        if self.membership().current.phase1_quorum_in(&granted) {
             self.start_prepare(false);
-        } else if self.membership().phase1_out_of_reach(&refused) {
+        } else if self.membership().current.phase1_out_of_reach(&refused) {
             self.campaign_failed();
         }
     }
@@ -200,7 +220,7 @@ impl Replica {
             Role::Preparing(c) if nack.ballot == c.ballot => {
                 c.refused.insert(from);
                 let refused = c.refused.clone();
-                if nack.reason == NackReason::Preempted || self.membership().phase1_out_of_reach(&refused) {
+                if nack.reason == NackReason::Preempted || self.membership().current.phase1_out_of_reach(&refused) {
                     self.campaign_failed();
                 }
             }

@@ -6,7 +6,6 @@
 
 use super::Replica;
 use super::ballot::NodeId;
-use super::configuration::ALPHA;
 use super::election::Role;
 use super::messages::{Message, Prepare, Promise, TimeoutNow};
 use crate::state_machine::Slot;
@@ -14,19 +13,22 @@ use std::collections::BTreeSet;
 
 impl Replica {
     /// Whether this leader may propose `slot` now. It must know the
-    /// configuration that governs the slot (every slot up to `slot - ALPHA`
-    /// applied), be a proposer in it, and hold promises for its ballot from
-    /// a phase-1 quorum of it; otherwise it asks for them (or hands over).
+    /// configuration that governs the slot (every slot up to `slot - α`
+    /// applied) and hold promises for its ballot from a phase-1 quorum of
+    /// it; otherwise it asks for them. A leader that is no proposer there
+    /// proposes nothing new in it and hands over once its own slots are
+    /// decided (`hand_over_if_out`). Safety needs only the quorum: a leader
+    /// of the next configuration may finish the slots of the one before.
     pub(super) fn may_propose(&mut self, slot: Slot) -> bool {
-        if slot >= self.applied.saturating_add(ALPHA) {
+        if slot >= self.applied.saturating_add(self.membership().current.alpha) {
             return false;
         }
         let config = self.membership().at(slot);
-        if !config.is_proposer(self.id()) {
-            self.hand_over(slot);
+        let Role::Leader(ls) = &self.role else { return false };
+        if !config.is_proposer(self.id()) && slot >= ls.recover_through {
+            self.hand_over_if_out(slot);
             return false;
         }
-        let Role::Leader(ls) = &self.role else { return false };
         let promised: BTreeSet<NodeId> = ls.promised_by.keys().copied().collect();
         if config.phase1_quorum_in(&promised) {
             return true;
@@ -98,11 +100,15 @@ impl Replica {
         self.advance_commit();
     }
 
-    /// The configuration of `slot` has this leader as no proposer (it was
-    /// removed or demoted): ask the proposer of that configuration that
+    /// The configuration of `slot`, the next slot this leader would fill,
+    /// has it as no proposer (it was removed or demoted). Once every slot
+    /// it proposed is decided, ask the proposer of that configuration that
     /// answered most recently to campaign at once, and step down.
-    fn hand_over(&mut self, slot: Slot) {
+    pub(super) fn hand_over_if_out(&mut self, slot: Slot) {
         let me = self.id();
+        if self.membership().at(slot).is_proposer(me) || self.commit_index < slot {
+            return;
+        }
         let proposers: Vec<NodeId> = self.membership().at(slot).proposers().filter(|p| *p != me).collect();
         let Role::Leader(ls) = &self.role else { return };
         let ballot = ls.ballot;

@@ -64,7 +64,9 @@ impl Replica {
         let mut promises = c.promises.clone();
         promises.insert(from, p);
         let valid = self.valid_promisers(&promises);
-        let ready = self.membership().phase1_quorum_in(&valid);
+        // The configuration in force; a pending one's acceptors are asked
+        // before the leader proposes a slot it governs (`epochs`).
+        let ready = self.membership().current.phase1_quorum_in(&valid);
         let Role::Preparing(c) = &mut self.role else { return };
         promises.retain(|id, _| valid.contains(id));
         c.promises = promises;
@@ -291,13 +293,21 @@ impl Replica {
                 resend.push((*slot, p.entry.clone(), p.votes.clone()));
             }
         }
-        let ballot = ls.ballot;
+        let (ballot, next_slot) = (ls.ballot, ls.next_slot);
         let checked = now >= ls.since + timing.election_min;
         let recent = ls.last_ack.iter().filter(|(_, t)| now - **t < timing.election_min).map(|(n, _)| *n).collect();
-        if checked && !self.membership().phase2_quorum_in(&recent) {
+        // Against the configuration in force: acceptors a pending change
+        // adds may still be catching up.
+        if checked && !self.membership().current.phase2_quorum_in(&recent) {
             // Check-quorum: a leader that cannot reach a quorum steps down,
             // so clients stop waiting on it and a reachable node can lead.
             self.step_down();
+            return;
+        }
+        // Removed or demoted by a change: an idle leader would otherwise
+        // keep leading a cluster it is no proposer of.
+        self.hand_over_if_out(next_slot);
+        if !self.is_leader() {
             return;
         }
         let commit_index = self.commit_index;

@@ -324,11 +324,16 @@ impl Replica {
     }
 
     fn on_message(&mut self, from: NodeId, msg: Message) {
-        if from == 0 || (from != self.cfg.id && !self.membership().is_member(from)) {
+        if from == 0 {
             return;
         }
-        if let Err(reason) = self.check_provenance(from, &msg) {
-            self.out.refused.push(provenance::Refused { from, kind: msg.kind(), reason });
+        if from != self.cfg.id && !self.membership().is_member(from) {
+            self.on_message_from_outsider(from, msg);
+            return;
+        }
+        if let Err(refusal) = self.check_provenance(from, &msg) {
+            let (reason, role_only) = (refusal.reason, refusal.role_only);
+            self.out.refused.push(provenance::Refused { from, kind: msg.kind(), reason, role_only });
             return;
         }
         match msg {
@@ -350,6 +355,50 @@ impl Replica {
             Message::TimeoutNow(m) => self.on_timeout_now(from, m),
             Message::Hello(m) => self.on_hello(from, m),
             Message::HelloReply(m) => self.on_hello_reply(from, m),
+        }
+    }
+
+    /// A message from a node that is no member in this node's view of the
+    /// membership. Views lag: the sender may be a member added by a change
+    /// not applied here yet, or one removed by a change it has not applied
+    /// itself. Only what lets either side learn is handled; nothing that
+    /// votes, leads or proposes.
+    fn on_message_from_outsider(&mut self, from: NodeId, msg: Message) {
+        // The limits on ballots and slots hold for anyone; roles are checked
+        // against a view that does not know the sender.
+        if let Err(refusal) = self.check_provenance(from, &msg).map_err(|r| (!r.role_only).then_some(r))
+            && let Some(refusal) = refusal
+        {
+            let (reason, role_only) = (refusal.reason, false);
+            self.out.refused.push(provenance::Refused { from, kind: msg.kind(), reason, role_only });
+            return;
+        }
+        let retired = self.membership().configs().any(|c| c.retired.contains(&from));
+        match msg {
+            // Introductions record an incarnation and promise nothing else.
+            Message::Hello(m) => self.on_hello(from, m),
+            Message::HelloReply(m) => self.on_hello_reply(from, m),
+            // A leader this node does not know of yet: learn how far the
+            // log goes, and fetch it from that leader.
+            Message::Heartbeat(hb) if hb.commit_index <= provenance::MAX_SLOT => {
+                self.known_commit = self.known_commit.max(hb.commit_index);
+                if self.commit_index < self.known_commit {
+                    self.request_catch_up(from);
+                }
+            }
+            Message::Decided(m) => self.on_decided(from, m),
+            Message::InstallSnapshot(m) => self.on_install_snapshot(from, m),
+            // A removed node that has not learned it asks for the log.
+            Message::CatchUp(m) if retired => self.on_catch_up(from, m),
+            // A candidate this node does not know of, or one removed that
+            // has not learned it, counts this node as an acceptor: tell it
+            // how far the log goes, and fetch the log from it.
+            Message::Probe(probe) => {
+                self.request_catch_up(from);
+                self.refuse_probe(from, probe);
+            }
+            Message::Prepare(_) | Message::Accept(_) => self.request_catch_up(from),
+            _ => {}
         }
     }
 

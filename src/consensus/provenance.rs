@@ -29,18 +29,40 @@ pub struct Refused {
     pub from: NodeId,
     pub kind: &'static str,
     pub reason: String,
+    /// Refused only because the sender lacks a role in this node's view of
+    /// the membership. That view can lag a change another node applied
+    /// already, so an honest peer can cause this one; never the others.
+    pub role_only: bool,
+}
+
+/// Why `check_provenance` refused a message.
+pub(super) struct Refusal {
+    pub reason: String,
+    pub role_only: bool,
+}
+
+impl Refusal {
+    fn role(reason: String) -> Self {
+        Refusal { reason, role_only: true }
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Self {
+        Refusal { reason, role_only: false }
+    }
 }
 
 impl Replica {
     /// `Ok` when `from`, in its configured roles, could have sent `msg`.
-    pub(super) fn check_provenance(&self, from: NodeId, msg: &Message) -> Result<(), String> {
+    pub(super) fn check_provenance(&self, from: NodeId, msg: &Message) -> Result<(), Refusal> {
         for ballot in ballots(msg) {
             if ballot.round > MAX_ROUND {
-                return Err(format!("ballot {ballot} has a round above the limit {MAX_ROUND}"));
+                return Err(format!("ballot {ballot} has a round above the limit {MAX_ROUND}").into());
             }
         }
         if let Some(slot) = slots(msg).into_iter().find(|s| *s > MAX_SLOT) {
-            return Err(format!("slot {slot} is above the limit {MAX_SLOT}"));
+            return Err(format!("slot {slot} is above the limit {MAX_SLOT}").into());
         }
         let none = super::config::Roles { proposer: false, acceptor: false, learner: false };
         let roles = self.membership().roles(from).unwrap_or(none);
@@ -74,16 +96,16 @@ impl Replica {
         if let Message::Promise(m) = msg
             && m.known.len() > ids_ever
         {
-            return Err(format!("a promise names {} incarnations for {ids_ever} node ids", m.known.len()));
+            return Err(format!("a promise names {} incarnations for {ids_ever} node ids", m.known.len()).into());
         }
         if let Some(b) = own.filter(|b| b.node != from) {
-            return Err(format!("node {from} sent ballot {b}, which belongs to node {}", b.node));
+            return Err(format!("node {from} sent ballot {b}, which belongs to node {}", b.node).into());
         }
         if let Some(b) = ours.filter(|b| b.node != me) {
-            return Err(format!("node {from} answered ballot {b}, which is not one of this node's"));
+            return Err(format!("node {from} answered ballot {b}, which is not one of this node's").into());
         }
         if let Some((name, false)) = role {
-            return Err(format!("node {from} is not {name} of this cluster"));
+            return Err(Refusal::role(format!("node {from} is not {name} of this cluster")));
         }
         Ok(())
     }

@@ -128,6 +128,8 @@ impl ClusterBuilder {
                 phase2_quorum: self.phase2,
                 timing: self.timing,
                 tuning: self.tuning.clone(),
+                joining: false,
+                alpha: crate::consensus::configuration::DEFAULT_ALPHA,
             })
             .collect();
         if configs.is_empty() {

@@ -73,6 +73,10 @@ pub struct Report {
     pub largest_batch: usize,
     /// Most commands one decided slot carried.
     pub fullest_slot: usize,
+    /// Membership changes sent (the membership shape only).
+    pub changes_proposed: u32,
+    /// Membership changes decided and not refused.
+    pub changes_made: u64,
 }
 
 /// Ticks within which, once the network is healed and stable and every node
@@ -128,10 +132,43 @@ fn full() -> Roles {
 /// A shape's name, its members, and its quorum sizes (None: majority).
 type ShapeSpec = (&'static str, Vec<(NodeId, Roles)>, Option<usize>, Option<usize>);
 
-/// Cluster shapes the seeds rotate through, mixed roles and flexible quorums included.
-fn shape(seed: u64) -> (&'static str, Vec<Config>) {
+/// α in the simulation: twice the pipeline, so that a run brings many
+/// membership changes into force.
+pub const SIM_ALPHA: u64 = 8;
+
+/// Nodes 4 and 5 of the membership shape start outside the configuration.
+const JOINING: [NodeId; 2] = [4, 5];
+
+/// Cluster shapes the seeds rotate through, mixed roles and flexible
+/// quorums included, and one whose membership changes during the run.
+/// The last value says whether it is that one.
+fn shape(seed: u64, membership_changes: bool) -> (&'static str, Vec<Config>, bool) {
     let acceptor_only = Roles { proposer: false, acceptor: true, learner: true };
     let proposer_acceptor = full();
+    if membership_changes {
+        let members: BTreeMap<NodeId, Roles> = (1..=3).map(|i| (i, full())).collect();
+        let configs = (1..=5)
+            .map(|id| Config {
+                id,
+                members: members.clone(),
+                phase1_quorum: None,
+                phase2_quorum: None,
+                timing: sim_timing(),
+                // A membership change is 150-170 bytes encoded: room for one
+                // in a slot, and the budgets still bind.
+                tuning: Tuning {
+                    max_command_bytes: 256,
+                    max_batch_bytes: 320,
+                    max_in_flight_bytes: 640,
+                    catch_up_bytes: 320,
+                    ..sim_tuning()
+                },
+                joining: JOINING.contains(&id),
+                alpha: SIM_ALPHA,
+            })
+            .collect();
+        return ("3 full nodes + 2 joining, membership changes", configs, true);
+    }
     let (name, members, q1, q2): ShapeSpec = match seed % 4 {
         0 => ("3 full nodes", (1..=3).map(|i| (i, full())).collect(), None, None),
         1 => ("5 full nodes", (1..=5).map(|i| (i, full())).collect(), None, None),
@@ -165,9 +202,11 @@ fn shape(seed: u64) -> (&'static str, Vec<Config>) {
             phase2_quorum: q2,
             timing: sim_timing(),
             tuning: tuning.clone(),
+            joining: false,
+            alpha: SIM_ALPHA,
         })
         .collect();
-    (name, configs)
+    (name, configs, false)
 }
 
 /// The chance that a batch crashes after each stage it goes through, by
@@ -192,11 +231,13 @@ pub struct Plan {
     pub clients: usize,
     pub ops_per_client: u32,
     pub client_timeout: u64,
+    /// Run the membership shape: changes interleaved with the faults.
+    pub membership_changes: bool,
 }
 
 impl Default for Plan {
     fn default() -> Self {
-        Plan { fault_ticks: 700, clients: 4, ops_per_client: 25, client_timeout: 40 }
+        Plan { fault_ticks: 700, clients: 4, ops_per_client: 25, client_timeout: 40, membership_changes: false }
     }
 }
 
@@ -209,8 +250,9 @@ pub fn run_seed(seed: u64, plan: &Plan) -> Result<Report, Failure> {
         duplicate: rng.between(0, 5) as f64 / 100.0,
         max_delay: rng.between(1, 6),
     };
-    let (shape_name, configs) = shape(seed);
+    let (shape_name, configs, changes) = shape(seed, plan.membership_changes);
     let mut world = World::new(seed, configs, Network::new(seed ^ 0x5eed, faults))?;
+    world.membership_changes = changes;
     world.crash_chance = stage_crash_chances();
     // From one input per batch to the daemon's limit, so batches of every
     // size happen and inputs queue behind the limit.
@@ -220,6 +262,10 @@ pub fn run_seed(seed: u64, plan: &Plan) -> Result<Report, Failure> {
 
     while world.now < plan.fault_ticks {
         inject_faults(&mut world, &mut rng, &mut report)?;
+        if changes && rng.chance(0.03) {
+            propose_change(&mut world, &mut rng);
+            report.changes_proposed += 1;
+        }
         drive_clients(&mut world, &mut rng, plan)?;
         world.tick()?;
     }
@@ -233,10 +279,19 @@ pub fn run_seed(seed: u64, plan: &Plan) -> Result<Report, Failure> {
     }
     let healed_at = world.now;
     let probe = Command { client: 1, seq: 1, op: Op::Propose { value: format!("liveness-{seed}") } };
-    let target = world.ids()[rng.between(0, world.ids().len() as u64 - 1) as usize];
-    let request = world.new_request((usize::MAX, 0));
-    world.enqueue(target, Input::Submit { request, command: probe });
+    let members = world.members();
+    let mut target = members[rng.between(0, members.len() as u64 - 1) as usize];
+    let mut request = world.new_request((usize::MAX, 0));
+    world.enqueue(target, Input::Submit { request, command: probe.clone() });
     while !world.operator_replies.contains_key(&request) {
+        let members = world.members();
+        if !members.contains(&target) {
+            // A change decided after healing removed the node asked: ask a
+            // member (the same command: applied once either way).
+            target = members[rng.between(0, members.len() as u64 - 1) as usize];
+            request = world.new_request((usize::MAX, 0));
+            world.enqueue(target, Input::Submit { request, command: probe.clone() });
+        }
         if world.now >= healed_at + LIVENESS_BOUND {
             let what = format!(
                 "liveness: {} ticks after healing, the command sent to node {target} is not applied\n{}",
@@ -260,7 +315,8 @@ pub fn run_seed(seed: u64, plan: &Plan) -> Result<Report, Failure> {
         }
         if world.now >= settle_deadline {
             world.check_states_converged()?;
-            return Err(Failure::new(seed, world.now, "clients did not finish on a stable network".into()));
+            let what = format!("clients did not finish on a stable network\n{}\n{:?}", world.describe(), world.clients);
+            return Err(Failure::new(seed, world.now, what));
         }
     }
     report.slots = world.check_states_converged()?;
@@ -275,6 +331,7 @@ pub fn run_seed(seed: u64, plan: &Plan) -> Result<Report, Failure> {
         }
         world.tick()?;
     }
+    report.changes_made = world.membership_epoch();
     report.operations = world.recorder.completed();
     report.acked_writes = world.acked.len();
     report.messages = world.net.delivered;
@@ -297,7 +354,9 @@ fn inject_faults(world: &mut World, rng: &mut Rng, report: &mut Report) -> Resul
         let victim = leader.unwrap_or_else(|| up[rng.between(0, up.len() as u64 - 1) as usize]);
         // Now and then the disk goes too, one node at a time: a node can
         // rejoin only with the help of a quorum of acceptors that kept theirs.
-        if world.all_voting() && rng.chance(0.25) {
+        // Not while the membership changes: a node that lost its data
+        // comes back under a new id (removed, then added).
+        if world.all_voting() && !world.membership_changes && rng.chance(0.25) {
             world.wipe(victim);
             report.wipes += 1;
         } else {
@@ -348,8 +407,33 @@ fn inject_faults(world: &mut World, rng: &mut Rng, report: &mut Report) -> Resul
     Ok(())
 }
 
-fn drive_clients(world: &mut World, rng: &mut Rng, plan: &Plan) -> Result<(), Failure> {
+/// An operator's membership change, sent to a random live node: add a
+/// joining node, change a member's roles, remove one, or replace one by a
+/// joining node. Many are refused (an id already used or never a member,
+/// no proposer left, another change pending), identically everywhere.
+fn propose_change(world: &mut World, rng: &mut Rng) {
+    use crate::consensus::configuration::{Member, MemberChange};
     let up = world.up();
+    let Some(node) = workload::pick(rng, &up) else { return };
+    let kinds = [full(), Roles { proposer: false, acceptor: true, learner: true }, Roles::LEARNER];
+    let roles = kinds[rng.between(0, 2) as usize];
+    let joining = JOINING[rng.between(0, 1) as usize];
+    let change = match rng.between(0, 3) {
+        0 => MemberChange::Add { id: joining, member: Member::with_roles(roles) },
+        1 => MemberChange::SetRoles { id: rng.between(1, 5), roles },
+        2 => MemberChange::Remove { id: rng.between(1, 5) },
+        _ => MemberChange::Replace { remove: rng.between(1, 3), id: joining, member: Member::with_roles(full()) },
+    };
+    let request = world.new_request((usize::MAX, 0));
+    let command = Command { client: 1 << 40 | request, seq: 1, op: Op::Reconfigure { change } };
+    world.enqueue(node, Input::Submit { request, command });
+}
+
+fn drive_clients(world: &mut World, rng: &mut Rng, plan: &Plan) -> Result<(), Failure> {
+    // Clients talk to members: a removed node, or one not added yet, no
+    // longer hears from the cluster.
+    let members = world.members();
+    let up: Vec<NodeId> = world.up().into_iter().filter(|id| members.contains(id)).collect();
     for i in 0..world.clients.len() {
         let now = world.now;
         let input = if world.clients[i].busy() {
@@ -461,5 +545,37 @@ mod tests {
         for seed in [3, 11] {
             assert_eq!(run_seed(seed, &plan), run_seed(seed, &plan), "seed {seed}");
         }
+    }
+}
+
+#[cfg(test)]
+mod membership_tests {
+    use super::*;
+
+    /// Seeds of the membership shape: changes interleaved with crashes,
+    /// partitions, lost and duplicated messages and leader changes, with
+    /// every safety check active. Known to fail (issue 7 is open): of 400
+    /// seeds, 259 breaks agreement, 969 linearizability, 1759 liveness.
+    /// Membership changes are not reachable from any operator command
+    /// until it passes.
+    #[test]
+    #[ignore = "membership changes are unfinished: seeds 259, 969 and 1759 fail"]
+    fn membership_changes_under_faults_keep_every_safety_check() {
+        let count: u64 = std::env::var("PAXOS_MEMBERSHIP_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(400);
+        let plan = Plan { membership_changes: true, ..Plan::default() };
+        let mut made = Vec::new();
+        let mut failures = Vec::new();
+        for seed in (0..count).map(|i| i * 5 + 4) {
+            match run_caught(seed, &plan) {
+                Ok(report) => made.push(report.changes_made),
+                Err(f) => failures.push(f),
+            }
+        }
+        for f in failures.iter().take(3) {
+            eprintln!("{f}");
+        }
+        assert!(failures.is_empty(), "{} of {count} seeds failed (first shown above)", failures.len());
+        eprintln!("changes decided per seed: {made:?}");
+        assert!(made.iter().filter(|n| **n >= 2).count() > count as usize / 4, "too few changes made: {made:?}");
     }
 }

@@ -11,6 +11,7 @@ use super::network::{Network, SimLink};
 use super::workload::{Acked, Client};
 use crate::consensus::ballot::{Ballot, NodeId};
 use crate::consensus::config::Config;
+use crate::consensus::configuration::{Configuration, Membership};
 use crate::consensus::messages::{Envelope, Message};
 use crate::consensus::rng::Rng;
 use crate::consensus::{Input, Outputs, Replica, Reply, RequestId};
@@ -84,6 +85,9 @@ pub(super) struct World {
     /// tests that forge messages turn that off and look here.
     pub refused: Vec<crate::consensus::provenance::Refused>,
     pub refusals_fail: bool,
+    /// Membership changes happen in this run: a node may refuse an honest
+    /// peer's message for a role its view of the membership lags behind.
+    pub membership_changes: bool,
     /// Snapshots taken locally, and installed from a peer (catch-up past compaction).
     pub snapshots_taken: u32,
     pub snapshots_installed: u32,
@@ -135,6 +139,7 @@ impl World {
             max_frame: crate::ssh::frame::DEFAULT_MAX_FRAME,
             refused: Vec::new(),
             refusals_fail: true,
+            membership_changes: false,
             snapshots_taken: 0,
             snapshots_installed: 0,
             trace: None,
@@ -285,7 +290,8 @@ impl World {
 
     /// Agreement, in-order exactly-once application, monotonic commit.
     fn check_step(&mut self, id: NodeId, node: &mut Watch, replica: &Replica, out: &Outputs) -> Result<(), Failure> {
-        if let Some(r) = out.refused.first().filter(|_| self.refusals_fail) {
+        let lag = |r: &&crate::consensus::provenance::Refused| !(self.membership_changes && r.role_only);
+        if let Some(r) = out.refused.iter().find(lag).filter(|_| self.refusals_fail) {
             return Err(self.fail(format!("node {id} refused a {} from node {}: {}", r.kind, r.from, r.reason)));
         }
         self.refused.extend(out.refused.iter().cloned());
@@ -366,9 +372,20 @@ impl World {
                 None => lines.push(format!("  node {id}: down")),
                 Some(r) => {
                     let s = r.status();
+                    let m = r.membership();
+                    let config = |c: &Configuration| {
+                        let roles = |id: &NodeId| c.roles(*id).map_or(String::new(), |r| r.names().join("+"));
+                        let members: Vec<String> = c.members.keys().map(|id| format!("{id}:{}", roles(id))).collect();
+                        format!("epoch {} [{}]", c.epoch, members.join(" "))
+                    };
+                    let pending = m
+                        .pending
+                        .as_ref()
+                        .map_or(String::new(), |p| format!(" -> from slot {} {}", p.effective, config(&p.config)));
                     lines.push(format!(
-                        "  node {id}: {} leader={:?} ballot={} promised={} commit={} applied={} pending={} in_flight={}",
-                        s.role, s.leader, s.ballot, s.promised, s.commit_index, s.applied_index, s.pending_requests, s.in_flight
+                        "  node {id}: {} leader={:?} ballot={} promised={} commit={} applied={} pending={} in_flight={} voting={} {}{pending}",
+                        s.role, s.leader, s.ballot, s.promised, s.commit_index, s.applied_index, s.pending_requests, s.in_flight,
+                        s.voting, config(&m.current)
                     ));
                 }
             }
@@ -439,25 +456,55 @@ impl World {
         Ok(())
     }
 
-    /// Every live node's state machine after applying the same prefix must
-    /// equal the one obtained by applying the chosen log from scratch.
+    /// The membership every seed member started with.
+    fn genesis(&self) -> Membership {
+        let seed = self.nodes.values().find(|n| !n.config.joining).map(|n| &n.config).expect("a seed member");
+        Membership::new(Configuration::genesis(seed))
+    }
+
+    /// The nodes that are members of the configuration in force and of a
+    /// pending one, as the live node furthest ahead sees them: those that
+    /// will go on learning.
+    pub fn members(&self) -> Vec<NodeId> {
+        let ahead = self.nodes.values().filter_map(|n| n.replica.as_ref()).max_by_key(|r| r.applied_index());
+        let Some(m) = ahead.map(|r| r.membership()) else { return self.ids() };
+        m.member_ids().into_iter().filter(|id| m.configs().all(|c| c.members.contains_key(id))).collect()
+    }
+
+    /// How many membership changes were decided (the epoch of the newest
+    /// configuration), as the node furthest ahead knows.
+    pub fn membership_epoch(&self) -> u64 {
+        let ahead = self.nodes.values().filter_map(|n| n.replica.as_ref()).max_by_key(|r| r.applied_index());
+        ahead.map_or(0, |r| r.membership().configs().last().map_or(0, |c| c.epoch))
+    }
+
+    /// Every member's state machine after applying the same prefix must
+    /// equal the one obtained by applying the chosen log from scratch. Nodes
+    /// that are no member of the resulting configuration (removed, or never
+    /// added) stop learning, and are left out.
     pub fn check_states_converged(&self) -> Result<Slot, Failure> {
         let commits: BTreeMap<NodeId, Slot> =
             self.nodes.iter().filter_map(|(id, n)| n.replica.as_ref().map(|r| (*id, r.applied_index()))).collect();
         let target = commits.values().copied().max().unwrap_or(0);
-        if let Some((id, behind)) = commits.iter().find(|(_, c)| **c != target) {
-            return Err(self.fail(format!("node {id} applied through {behind}, others through {target}")));
-        }
         let mut reference = KvStore::new(self.nodes.values().next().map_or(1, |n| n.config.tuning.max_sessions));
         for slot in 0..target {
             let Some(entry) = self.chosen.get(&slot) else {
                 return Err(self.fail(format!("no node applied slot {slot}")));
             };
             for command in entry.commands() {
+                if matches!(command.op, crate::state_machine::Op::Reconfigure { .. }) {
+                    reference.seed_membership(|| self.genesis());
+                }
                 reference.apply(slot, command);
             }
+            reference.settle_membership(slot + 1);
         }
-        for (id, node) in &self.nodes {
+        let members = reference.membership().cloned().unwrap_or_else(|| self.genesis()).member_ids();
+        if let Some((id, behind)) = commits.iter().find(|(id, c)| **c != target && members.contains(id)) {
+            let view = self.describe();
+            return Err(self.fail(format!("node {id} applied through {behind}, others through {target}\n{view}")));
+        }
+        for (id, node) in self.nodes.iter().filter(|(id, _)| members.contains(id)) {
             let replica = node.replica.as_ref().expect("all nodes are up at the end");
             if *replica.store() != reference {
                 return Err(self.fail(format!("node {id}'s state differs from the chosen log applied once in order")));

@@ -1,8 +1,17 @@
 use super::*;
 
+const ALPHA: u64 = DEFAULT_ALPHA;
+
 fn three() -> Configuration {
     let members = (1..=3).map(|id| (id, Member::with_roles(Roles::default()))).collect();
-    Configuration { epoch: 0, members, phase1_quorum: None, phase2_quorum: None, retired: BTreeSet::new() }
+    Configuration {
+        epoch: 0,
+        members,
+        phase1_quorum: None,
+        phase2_quorum: None,
+        retired: BTreeSet::new(),
+        alpha: ALPHA,
+    }
 }
 
 fn named(name: &str, roles: Roles) -> Member {
