@@ -108,6 +108,11 @@ impl Entry {
             Entry::Batch { commands } => commands,
         }
     }
+
+    /// Whether the entry carries a membership change.
+    pub fn changes_membership(&self) -> bool {
+        self.commands().iter().any(|c| matches!(c.op, Op::Reconfigure { .. }))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -127,13 +127,17 @@ pub struct SimulateArgs {
     /// Ticks of faults before the network heals.
     #[arg(long, default_value_t = Plan::default().fault_ticks)]
     pub fault_ticks: u64,
+    /// Run the membership shape: three members and two joining nodes,
+    /// with membership changes decided among the faults.
+    #[arg(long)]
+    pub membership: bool,
     /// Print one JSON object per seed.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
-    let plan = Plan { fault_ticks: args.fault_ticks, ..Plan::default() };
+    let plan = Plan { fault_ticks: args.fault_ticks, membership_changes: args.membership, ..Plan::default() };
     if let Some(seed) = args.seed {
         return Ok(match run_caught(seed, &plan) {
             Ok(report) => {

@@ -37,6 +37,38 @@ impl Replica {
         false
     }
 
+    /// Whether this leader may confirm reads now, and from which slot on:
+    /// it knows every configuration that governs the slots from its log's
+    /// end to α past it (no change waits in its log) and holds a phase-1
+    /// quorum of each, so no value can be chosen there at a lower ballot
+    /// unseen; the heartbeat round then rules out higher ones. A read
+    /// confirmed before the leader held the quorum of a configuration that
+    /// came into view could miss what an older leader chose under it.
+    pub(super) fn read_index(&mut self) -> Option<Slot> {
+        let Role::Leader(ls) = &self.role else { return None };
+        // Slots decided that this leader has not learned yet may hold a
+        // change; so may the ones it proposes or recovered.
+        let changing = self.commit_index < self.known_commit
+            || ls.in_flight.values().any(|p| p.entry.changes_membership())
+            || ls.recovered.values().any(|(_, e)| e.changes_membership())
+            || self.log.range(self.applied..).any(|(_, s)| s.entry.changes_membership());
+        if changing {
+            return None;
+        }
+        // Recovered slots wait for the α window: the read must come after
+        // them, as after every slot this leader proposed.
+        let next = ls.next_slot.max(ls.recover_through);
+        let promised: BTreeSet<NodeId> = ls.promised_by.keys().copied().collect();
+        let membership = self.membership();
+        let lacking = membership.configs().any(|c| !c.phase1_quorum_in(&promised));
+        if lacking {
+            let from = membership.pending.as_ref().map_or(next, |p| p.effective.max(next));
+            self.extend_phase1(from);
+            return None;
+        }
+        Some(next)
+    }
+
     /// A change is decided but not in force, and `slot` is below its first
     /// slot: an idle leader proposes no-ops to bring it into force.
     pub(super) fn change_waits_for(&self, slot: Slot) -> bool {
@@ -85,6 +117,19 @@ impl Replica {
         let Role::Leader(ls) = &mut self.role else { return };
         promises.retain(|id, _| valid.contains(id));
         ls.promised_by = promises;
+        // Every slot below the promiser's commit index is decided, and its
+        // promise leaves those slots out: proposing one would overwrite a
+        // chosen value the promise did not report. Skip them and learn
+        // them from the promiser, as `become_leader` does.
+        if p.commit_index > ls.next_slot {
+            ls.next_slot = p.commit_index;
+            ls.recovered = ls.recovered.split_off(&p.commit_index);
+            self.known_commit = self.known_commit.max(p.commit_index);
+            if self.commit_index < p.commit_index {
+                self.request_catch_up(from);
+            }
+        }
+        let Role::Leader(ls) = &mut self.role else { return };
         let next = ls.next_slot;
         for (slot, entry) in p.decided.into_iter().filter(|(s, _)| *s >= next) {
             ls.recovered.insert(slot, (None, entry));

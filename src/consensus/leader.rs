@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 #[derive(Debug)]
 pub(crate) struct Proposal {
-    entry: Entry,
+    pub(super) entry: Entry,
     votes: BTreeSet<NodeId>,
     sent_at: u64,
     /// `entry.wire_len()`, for the in-flight byte budget.

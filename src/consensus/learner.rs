@@ -54,11 +54,13 @@ impl Replica {
 
     pub(super) fn tick_learner(&mut self) {
         if self.commit_index >= self.known_commit {
+            self.poll_while_joining();
             return;
         }
         // A snapshot download goes on with the node that serves it.
         let downloading = self.snapshot_download_source();
-        let target = match downloading.or(self.leader.filter(|l| *l != self.id())) {
+        let leader = self.leader.filter(|l| *l != self.id());
+        let target = match downloading.or(leader).or(self.catch_up_hint) {
             Some(source) => source,
             None => {
                 let others = self.others();
@@ -69,6 +71,22 @@ impl Replica {
             }
         };
         self.request_catch_up(target);
+    }
+
+    /// A node outside its own view of the configuration, never removed
+    /// from it, waits to be added or lags behind its own addition: nothing
+    /// may tell it how far the log goes (the leader that would is not in
+    /// its view, or it lost a download in a crash), so it asks a member.
+    fn poll_while_joining(&mut self) {
+        let me = self.id();
+        let membership = self.membership();
+        if membership.is_member(me) || membership.configs().any(|c| c.retired.contains(&me)) {
+            return;
+        }
+        let members = membership.member_ids();
+        if let Some(target) = members.get(self.rng.between(0, members.len().max(1) as u64 - 1) as usize) {
+            self.request_catch_up(*target);
+        }
     }
 
     pub(super) fn on_catch_up(&mut self, from: NodeId, m: CatchUp) {

@@ -207,6 +207,9 @@ pub struct Replica {
     /// Highest commit index any peer told us about (for catch-up).
     known_commit: Slot,
     last_catch_up: Option<u64>,
+    /// A node outside this node's view that showed the log goes further
+    /// (a leader added by a change not applied here): where to catch up.
+    catch_up_hint: Option<NodeId>,
     kv: KvStore,
     snapshot_image: Option<snapshot_transfer::SnapshotImage>,
     snapshot_download: Option<snapshot_transfer::SnapshotDownload>,
@@ -254,6 +257,7 @@ impl Replica {
             store_bytes_at_snapshot: 0,
             known_commit: 0,
             last_catch_up: None,
+            catch_up_hint: None,
             kv,
             snapshot_image: None,
             snapshot_download: None,
@@ -383,6 +387,7 @@ impl Replica {
             Message::Heartbeat(hb) if hb.commit_index <= provenance::MAX_SLOT => {
                 self.known_commit = self.known_commit.max(hb.commit_index);
                 if self.commit_index < self.known_commit {
+                    self.catch_up_hint = Some(from);
                     self.request_catch_up(from);
                 }
             }

@@ -148,16 +148,20 @@ impl Replica {
                 }
                 self.broadcast_heartbeat(round);
             }
+            let read_index = if self.reads.confirming.is_empty() { None } else { self.read_index() };
             let membership = self.kv.membership().unwrap_or(&self.genesis);
             let acks = &self.reads.acks;
             let acked = |round: u64| acks.iter().filter(|(_, a)| **a >= round).map(|(n, _)| *n).collect();
             let (confirmed, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads.confirming)
                 .into_iter()
-                .partition(|r| membership.phase2_quorum_in(&acked(r.round)));
+                .partition(|r| read_index.is_some() && membership.phase2_quorum_in(&acked(r.round)));
             self.reads.confirming = waiting;
             // One answer per follower and index, for all its reads.
             let mut answers: BTreeMap<(NodeId, Slot), Vec<u64>> = BTreeMap::new();
-            for read in confirmed {
+            for mut read in confirmed {
+                // The end of the log now: phase 1 in a configuration that
+                // came into view may have shown slots decided past it.
+                read.index = read.index.max(read_index.unwrap_or(0));
                 match read.waiter {
                     Waiter::Local { request, key } => self.reads.waiting_apply.push((read.index, request, key)),
                     Waiter::Remote { node, id } => answers.entry((node, read.index)).or_default().push(id),

@@ -90,7 +90,9 @@ impl Recorder {
             if events.is_empty() {
                 continue;
             }
-            let summary = if events.len() <= 40 { format!("{events:?}") } else { format!("{} events", events.len()) };
+            let full = std::env::var_os("PAXOS_SIM_TRACE").is_some();
+            let summary =
+                if events.len() <= 40 || full { format!("{events:?}") } else { format!("{} events", events.len()) };
             if !WGLChecker::<KeySpec>::is_linearizable(History::from_actions(events)) {
                 return Err(format!("history of key {key:?} is not linearizable: {summary}"));
             }

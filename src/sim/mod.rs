@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod linearizability;
 pub mod network;
+mod votes;
 mod workload;
 mod world;
 
@@ -320,6 +321,7 @@ pub fn run_seed(seed: u64, plan: &Plan) -> Result<Report, Failure> {
         }
     }
     report.slots = world.check_states_converged()?;
+    world.check_votes()?;
     // Leadership may still change hands on a stable network (a campaign from
     // the faulty phase can preempt the leader once), but it must settle.
     let settled_by = world.now + LIVENESS_BOUND;

@@ -8,6 +8,7 @@ use super::Failure;
 use super::cluster::Trace;
 use super::linearizability::Recorder;
 use super::network::{Network, SimLink};
+use super::votes::VoteLedger;
 use super::workload::{Acked, Client};
 use crate::consensus::ballot::{Ballot, NodeId};
 use crate::consensus::config::Config;
@@ -96,6 +97,8 @@ pub(super) struct World {
     pub trace: Option<Trace>,
     /// (tick, node, peer): `node` hears `peer`'s connection close then.
     link_losses: Vec<(u64, NodeId, NodeId)>,
+    /// Every proposal and vote sent, for the check of what quorums chose.
+    votes: VoteLedger,
 }
 
 impl World {
@@ -144,6 +147,7 @@ impl World {
             snapshots_installed: 0,
             trace: None,
             link_losses: Vec::new(),
+            votes: VoteLedger::default(),
         })
     }
 
@@ -256,6 +260,10 @@ impl World {
         if let Some(trace) = self.trace.as_mut() {
             trace.sent(self.now, &env);
         }
+        self.votes.note(&env).map_err(|e| self.fail(e))?;
+        if std::env::var_os("PAXOS_SIM_TRACE").is_some() {
+            eprintln!("{} {}->{} {:?}", self.now, env.from, env.to, env.msg);
+        }
         if let Some(node) = self.nodes.get_mut(&env.from) {
             // Whatever path a promise or vote leaves by, the restarted node must honour it.
             node.watch.note_sent(&env);
@@ -269,6 +277,9 @@ impl World {
         let Some(&(client, number)) = self.requests.get(&reply.request) else {
             return Err(self.fail(format!("reply to unknown request {}", reply.request)));
         };
+        if std::env::var_os("PAXOS_SIM_TRACE").is_some() {
+            eprintln!("{} reply to client {client} op {number}: {:?}", self.now, reply.outcome);
+        }
         if client == usize::MAX {
             self.operator_replies.insert(reply.request, reply.outcome);
             return Ok(());
@@ -304,6 +315,9 @@ impl World {
             }
         }
         for applied in &out.applied {
+            if std::env::var_os("PAXOS_SIM_TRACE").is_some() {
+                eprintln!("{} node {id} applies {} {:?}", self.now, applied.slot, applied.entry);
+            }
             if applied.slot < node.next_apply {
                 return Err(Failure::new(
                     self.seed,
@@ -318,8 +332,9 @@ impl World {
             node.next_apply = applied.slot + 1;
             match self.chosen.get(&applied.slot) {
                 Some(e) if *e != applied.entry => {
+                    let votes = self.check_votes().err().map(|f| f.what).unwrap_or_default();
                     let msg = format!(
-                        "agreement violated in slot {}: node {id} applied {:?}, another node {:?}",
+                        "agreement violated in slot {}: node {id} applied {:?}, another node {:?}\n{votes}",
                         applied.slot, applied.entry, e
                     );
                     return Err(Failure::new(self.seed, self.now, msg));
@@ -396,6 +411,9 @@ impl World {
     /// Kill a node: it keeps only what storage synced, and loses the
     /// inputs it had not stepped yet.
     pub fn crash(&mut self, id: NodeId) {
+        if std::env::var_os("PAXOS_SIM_TRACE").is_some() {
+            eprintln!("{} node {id} crashes", self.now);
+        }
         if let Some(node) = self.nodes.get_mut(&id) {
             node.replica = None;
             node.pending.clear();
@@ -464,11 +482,17 @@ impl World {
 
     /// The nodes that are members of the configuration in force and of a
     /// pending one, as the live node furthest ahead sees them: those that
-    /// will go on learning.
+    /// will go on learning. When the two share no member (a one-member
+    /// configuration being replaced), the pending one's.
     pub fn members(&self) -> Vec<NodeId> {
         let ahead = self.nodes.values().filter_map(|n| n.replica.as_ref()).max_by_key(|r| r.applied_index());
         let Some(m) = ahead.map(|r| r.membership()) else { return self.ids() };
-        m.member_ids().into_iter().filter(|id| m.configs().all(|c| c.members.contains_key(id))).collect()
+        let both: Vec<NodeId> =
+            m.member_ids().into_iter().filter(|id| m.configs().all(|c| c.members.contains_key(id))).collect();
+        match m.configs().last() {
+            Some(newest) if both.is_empty() => newest.members.keys().copied().collect(),
+            _ => both,
+        }
     }
 
     /// How many membership changes were decided (the epoch of the newest
@@ -476,6 +500,13 @@ impl World {
     pub fn membership_epoch(&self) -> u64 {
         let ahead = self.nodes.values().filter_map(|n| n.replica.as_ref()).max_by_key(|r| r.applied_index());
         ahead.map_or(0, |r| r.membership().configs().last().map_or(0, |c| c.epoch))
+    }
+
+    /// No phase-2 quorum of the configuration governing a slot voted for
+    /// anything but the value chosen there.
+    pub fn check_votes(&self) -> Result<(), Failure> {
+        let max_sessions = self.nodes.values().next().map_or(1, |n| n.config.tuning.max_sessions);
+        self.votes.check(&self.chosen, &self.genesis(), max_sessions).map_err(|e| self.fail(e))
     }
 
     /// Every member's state machine after applying the same prefix must
@@ -587,6 +618,7 @@ impl Host for SimHost<'_> {
             trace.sent(self.world.now, env);
         }
         self.watch.note_sent(env);
+        self.world.votes.note(env).map_err(|e| self.world.fail(e))?;
         within_budgets(env, &self.config.tuning).map_err(|e| self.world.fail(e))
     }
 
