@@ -294,6 +294,11 @@ fn acceptors_receive_prepares_and_accepts_from_the_proposer() {
     assert_eq!(leader, 1);
     let ballot = cluster.status(leader).ballot;
     let (slot, _) = commit(&mut cluster, 1, put("k", "v"));
+    // A quorum of two chose the value; the third vote may still be on its way.
+    let voted = |c: &Cluster, a: NodeId| {
+        c.delivered("accepted", a, 1).iter().any(|m| matches!(m, Message::Accepted(v) if v.slot == slot))
+    };
+    cluster.run_until(commit_bound(), |c| (2..=4).all(|a| voted(c, a))).unwrap();
 
     for acceptor in 2..=4 {
         let prepares = cluster.delivered("prepare", 1, acceptor);

@@ -118,7 +118,9 @@ pub struct SimulateArgs {
     /// How many seeds to run.
     #[arg(long, default_value_t = 1000)]
     pub seeds: u64,
-    /// Run only this seed (replays a failure).
+    /// Run only this seed (replays a failure). With PAXOS_SIM_TRACE=1 in
+    /// the environment, every message, application, reply and crash is
+    /// printed to stderr.
     #[arg(long)]
     pub seed: Option<u64>,
     /// First seed of the range.

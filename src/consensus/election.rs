@@ -120,6 +120,8 @@ impl Replica {
                     && self.now >= self.no_campaign_before
                 {
                     self.start_probe();
+                } else if !self.roles().proposer && self.now >= self.election_deadline {
+                    self.poll_while_leaderless();
                 }
             }
             Role::Probing(c) | Role::Preparing(c) => {

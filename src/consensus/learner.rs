@@ -57,6 +57,12 @@ impl Replica {
             self.poll_while_joining();
             return;
         }
+        // The hint names a node outside this node's view that spoke for the
+        // cluster: it serves a node that is no member in its own view yet
+        // (a member asks members).
+        if self.membership().is_member(self.id()) {
+            self.catch_up_hint = None;
+        }
         // A snapshot download goes on with the node that serves it.
         let downloading = self.snapshot_download_source();
         let leader = self.leader.filter(|l| *l != self.id());
@@ -76,16 +82,34 @@ impl Replica {
     /// A node outside its own view of the configuration, never removed
     /// from it, waits to be added or lags behind its own addition: nothing
     /// may tell it how far the log goes (the leader that would is not in
-    /// its view, or it lost a download in a crash), so it asks a member.
+    /// its view, or it lost a download in a crash), so it asks the last
+    /// node outside its view that spoke for the cluster, or else a member.
     fn poll_while_joining(&mut self) {
         let me = self.id();
         let membership = self.membership();
         if membership.is_member(me) || membership.configs().any(|c| c.retired.contains(&me)) {
+            self.catch_up_hint = None;
             return;
         }
         let members = membership.member_ids();
-        if let Some(target) = members.get(self.rng.between(0, members.len().max(1) as u64 - 1) as usize) {
-            self.request_catch_up(*target);
+        let pick = self.rng.between(0, members.len().max(1) as u64 - 1) as usize;
+        if let Some(target) = self.catch_up_hint.or(members.get(pick).copied()) {
+            self.request_catch_up(target);
+        }
+    }
+
+    /// No leader was heard for an election timeout and this node cannot
+    /// campaign: ask a random member for the log once per timeout. The
+    /// configuration may have moved on without it, so that it is the
+    /// proposer everyone waits for and does not know it (it lost a
+    /// download in a crash, and no leader is left to say how far the log
+    /// goes).
+    pub(super) fn poll_while_leaderless(&mut self) {
+        self.reset_election_timer();
+        let others = self.others();
+        if !others.is_empty() {
+            let target = others[self.rng.between(0, others.len() as u64 - 1) as usize];
+            self.request_catch_up(target);
         }
     }
 

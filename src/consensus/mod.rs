@@ -385,9 +385,9 @@ impl Replica {
             // A leader this node does not know of yet: learn how far the
             // log goes, and fetch it from that leader.
             Message::Heartbeat(hb) if hb.commit_index <= provenance::MAX_SLOT => {
+                self.catch_up_hint = Some(from);
                 self.known_commit = self.known_commit.max(hb.commit_index);
                 if self.commit_index < self.known_commit {
-                    self.catch_up_hint = Some(from);
                     self.request_catch_up(from);
                 }
             }
@@ -399,10 +399,14 @@ impl Replica {
             // has not learned it, counts this node as an acceptor: tell it
             // how far the log goes, and fetch the log from it.
             Message::Probe(probe) => {
+                self.catch_up_hint = Some(from);
                 self.request_catch_up(from);
                 self.refuse_probe(from, probe);
             }
-            Message::Prepare(_) | Message::Accept(_) => self.request_catch_up(from),
+            Message::Prepare(_) | Message::Accept(_) => {
+                self.catch_up_hint = Some(from);
+                self.request_catch_up(from);
+            }
             _ => {}
         }
     }

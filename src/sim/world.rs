@@ -99,6 +99,9 @@ pub(super) struct World {
     link_losses: Vec<(u64, NodeId, NodeId)>,
     /// Every proposal and vote sent, for the check of what quorums chose.
     votes: VoteLedger,
+    /// Print every message, application, reply and crash to stderr
+    /// (`PAXOS_SIM_TRACE=1 paxos simulate --seed N`, to read a failure).
+    log_events: bool,
 }
 
 impl World {
@@ -148,6 +151,7 @@ impl World {
             trace: None,
             link_losses: Vec::new(),
             votes: VoteLedger::default(),
+            log_events: std::env::var_os("PAXOS_SIM_TRACE").is_some(),
         })
     }
 
@@ -261,7 +265,7 @@ impl World {
             trace.sent(self.now, &env);
         }
         self.votes.note(&env).map_err(|e| self.fail(e))?;
-        if std::env::var_os("PAXOS_SIM_TRACE").is_some() {
+        if self.log_events {
             eprintln!("{} {}->{} {:?}", self.now, env.from, env.to, env.msg);
         }
         if let Some(node) = self.nodes.get_mut(&env.from) {
@@ -277,7 +281,7 @@ impl World {
         let Some(&(client, number)) = self.requests.get(&reply.request) else {
             return Err(self.fail(format!("reply to unknown request {}", reply.request)));
         };
-        if std::env::var_os("PAXOS_SIM_TRACE").is_some() {
+        if self.log_events {
             eprintln!("{} reply to client {client} op {number}: {:?}", self.now, reply.outcome);
         }
         if client == usize::MAX {
@@ -315,7 +319,7 @@ impl World {
             }
         }
         for applied in &out.applied {
-            if std::env::var_os("PAXOS_SIM_TRACE").is_some() {
+            if self.log_events {
                 eprintln!("{} node {id} applies {} {:?}", self.now, applied.slot, applied.entry);
             }
             if applied.slot < node.next_apply {
@@ -411,7 +415,7 @@ impl World {
     /// Kill a node: it keeps only what storage synced, and loses the
     /// inputs it had not stepped yet.
     pub fn crash(&mut self, id: NodeId) {
-        if std::env::var_os("PAXOS_SIM_TRACE").is_some() {
+        if self.log_events {
             eprintln!("{} node {id} crashes", self.now);
         }
         if let Some(node) = self.nodes.get_mut(&id) {
