@@ -46,6 +46,9 @@ pub(crate) struct LeaderState {
     /// When the acceptors of a configuration without a phase-1 quorum here
     /// were last asked to promise this ballot.
     pub extension_sent: Option<u64>,
+    /// Each peer's commit index as its last heartbeat reply gave it: how
+    /// far behind a learner is before an operator promotes it.
+    pub peer_commit: BTreeMap<NodeId, Slot>,
 }
 
 impl Replica {
@@ -122,6 +125,7 @@ impl Replica {
             recovered: values,
             promised_by,
             extension_sent: None,
+            peer_commit: BTreeMap::new(),
         }));
         self.leader = Some(self.id());
         self.leader_ballot = ballot;
@@ -361,6 +365,7 @@ impl Replica {
             return;
         }
         ls.last_ack.insert(from, now);
+        ls.peer_commit.insert(from, r.commit_index);
         self.known_commit = self.known_commit.max(r.commit_index);
         if self.is_acceptor(from) {
             self.reads_ack(from, r.read_round);

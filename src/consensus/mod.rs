@@ -447,6 +447,16 @@ impl Replica {
         self.kv.membership().unwrap_or(&self.genesis)
     }
 
+    /// On the leader, each peer's commit index as it last reported it and
+    /// the ticks since it last answered; empty on other nodes.
+    pub fn peer_progress(&self) -> BTreeMap<NodeId, (Slot, u64)> {
+        let Role::Leader(ls) = &self.role else { return BTreeMap::new() };
+        ls.peer_commit
+            .iter()
+            .map(|(id, commit)| (*id, (*commit, self.now.saturating_sub(ls.last_ack.get(id).copied().unwrap_or(0)))))
+            .collect()
+    }
+
     /// This node's roles in the configurations in force or pending; a node
     /// that is not (or no longer) a member only learns.
     fn roles(&self) -> Roles {

@@ -10,8 +10,8 @@ use crate::consensus::ballot::NodeId;
 use crate::consensus::messages::Message;
 use crate::consensus::{ClientError, Response, Status};
 use crate::ops::api::{
-    LogEntry, MemberInfo, NodeApi, NodeError, NodeStatus, PeerClock, ReadValue, ReplicaRole, RequestId, Submitted,
-    WatchReceiver,
+    LogEntry, MemberInfo, MembershipView, NodeApi, NodeError, NodeStatus, PeerClock, PeerProgress, ReadValue,
+    ReplicaRole, RequestId, Submitted, WatchReceiver,
 };
 use crate::ssh::peer::PeerLink;
 use crate::state_machine::{Command, ONE_OFF_SEQ, Op, Slot};
@@ -198,33 +198,68 @@ impl NodeApi for NodeHandle {
         })
     }
 
+    /// The members of the configurations in force and pending, named and
+    /// addressed as the change that added them said (seed members: as the
+    /// inventory does), with their roles in the newest configuration.
     fn members(&self) -> BoxFuture<'_, Vec<MemberInfo>> {
         Box::pin(async move {
-            let status = self.core_status().await.ok();
-            let leader = status.as_ref().and_then(|s| s.leader);
-            self.inventory
-                .nodes
-                .iter()
-                .map(|n| {
-                    let is_self = n.id == self.id;
-                    let link = self.peers.get(&n.id).map(|l| l.stats());
-                    let clock = if is_self { None } else { self.clocks.estimate(n.id) };
+            let Ok(view) = self.membership().await else { return Vec::new() };
+            let newest = view.membership.configs().last().cloned().unwrap_or_else(|| view.membership.current.clone());
+            view.membership
+                .member_ids()
+                .into_iter()
+                .map(|id| {
+                    let member = newest.members.get(&id).or_else(|| view.membership.current.members.get(&id));
+                    let seed = self.inventory.node(id);
+                    let or_seed = |given: Option<&String>, seeded: Option<String>| {
+                        given.filter(|g| !g.is_empty()).cloned().or(seeded).unwrap_or_default()
+                    };
+                    let is_self = id == self.id;
+                    let link = self.peers.get(&id).map(|l| l.stats());
+                    let clock = if is_self { None } else { self.clocks.estimate(id) };
+                    let progress = view.progress.get(&id);
                     MemberInfo {
-                        id: n.id,
-                        name: n.name.clone(),
-                        address: n.address(),
-                        roles: n.roles().names().into_iter().map(String::from).collect(),
+                        id,
+                        name: or_seed(member.map(|m| &m.name), seed.map(|n| n.name.clone())),
+                        address: or_seed(member.map(|m| &m.address), seed.map(|n| n.address())),
+                        roles: newest
+                            .roles(id)
+                            .map(|r| r.names().into_iter().map(String::from).collect())
+                            .unwrap_or_else(|| vec!["leaving".to_owned()]),
                         is_self,
-                        is_leader: leader == Some(n.id),
+                        is_leader: view.leader == Some(id),
                         connected: is_self || link.as_ref().is_some_and(|l| l.connected),
-                        last_heard_ms: None,
-                        match_index: None,
+                        last_heard_ms: progress.map(|p| p.since_ms),
+                        match_index: if is_self && view.is_leader {
+                            Some(view.commit_index)
+                        } else {
+                            progress.map(|p| p.commit_index)
+                        },
                         clock_offset_ms: clock.map(|e| e.offset_ms()),
                         clock_error_ms: clock.map(|e| e.error_ms()),
                         round_trip_ms: clock.map(|e| e.round_trip_ms()),
                     }
                 })
                 .collect()
+        })
+    }
+
+    fn membership(&self) -> BoxFuture<'_, Result<MembershipView, NodeError>> {
+        Box::pin(async move {
+            let status = self.core_status().await?;
+            let (membership, progress) = self.ask(|reply| NodeRequest::Membership { reply }).await?;
+            let tick_ms = self.tick.as_millis() as u64;
+            let progress = progress
+                .into_iter()
+                .map(|(id, (commit_index, ticks))| (id, PeerProgress { commit_index, since_ms: ticks * tick_ms }))
+                .collect();
+            Ok(MembershipView {
+                membership,
+                leader: status.leader,
+                is_leader: status.leader == Some(self.id) && status.role == "leader",
+                commit_index: status.commit_index,
+                progress,
+            })
         })
     }
 

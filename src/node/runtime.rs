@@ -28,6 +28,10 @@ pub type Answer = oneshot::Sender<Result<Response, ClientError>>;
 /// `next` slot to go on from, instead of costing the node gigabytes.
 pub const LOG_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
+/// The membership, and each peer's (commit index, ticks since it answered)
+/// as the leader knows them.
+pub type MembershipAnswer = (crate::consensus::configuration::Membership, BTreeMap<NodeId, (Slot, u64)>);
+
 /// What operator commands ask of the task.
 pub enum NodeRequest {
     Submit {
@@ -52,6 +56,11 @@ pub enum NodeRequest {
     },
     Status {
         reply: oneshot::Sender<Status>,
+    },
+    /// The configurations in force and pending, and (on the leader) each
+    /// peer's reported commit index with the ticks since it answered.
+    Membership {
+        reply: oneshot::Sender<MembershipAnswer>,
     },
     /// Decided entries from `from`; `Err(first_available)` if compacted.
     Log {
@@ -213,6 +222,9 @@ impl LoopState {
             }
             NodeRequest::Status { reply } => {
                 let _ = reply.send(replica.status());
+            }
+            NodeRequest::Membership { reply } => {
+                let _ = reply.send((replica.membership().clone(), replica.peer_progress()));
             }
             NodeRequest::Log { from, limit, reply } => {
                 let status = replica.status();

@@ -2,9 +2,11 @@
 //! node runtime implements, and the data it answers with.
 
 use crate::consensus::ballot::{Ballot, NodeId};
+use crate::consensus::configuration::Membership;
 use crate::state_machine::{Entry, Op, OpResult, Slot};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -124,6 +126,25 @@ pub struct MemberInfo {
     pub round_trip_ms: Option<f64>,
 }
 
+/// The replicated configuration as one node knows it, with the leader's
+/// view of how far each peer has come.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MembershipView {
+    pub membership: Membership,
+    pub leader: Option<NodeId>,
+    pub is_leader: bool,
+    pub commit_index: Slot,
+    /// On the leader only: each peer's commit index as it last reported it.
+    pub progress: BTreeMap<NodeId, PeerProgress>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerProgress {
+    pub commit_index: Slot,
+    /// Since the peer last answered the leader.
+    pub since_ms: u64,
+}
+
 /// A mutation decided in the log, with the state machine's answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Submitted {
@@ -219,6 +240,8 @@ pub trait NodeApi: Send + Sync {
     fn status(&self) -> BoxFuture<'_, NodeStatus>;
     /// Every member of the cluster, sorted by id.
     fn members(&self) -> BoxFuture<'_, Vec<MemberInfo>>;
+    /// The replicated configuration and, on the leader, each peer's progress.
+    fn membership(&self) -> BoxFuture<'_, Result<MembershipView, NodeError>>;
     /// Put `op` in the log (forwarded to the leader if need be) and wait for
     /// its result. Without a request id the node picks a fresh one.
     fn submit(&self, op: Op, request: Option<RequestId>) -> BoxFuture<'_, Result<Submitted, NodeError>>;

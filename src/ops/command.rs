@@ -8,6 +8,7 @@
 //! Every command is declared once, in the registry below.
 
 use super::api::RequestId;
+use super::members::{MemberCommand, MembersWords};
 use super::quote::{self, split};
 use crate::consensus::ballot::NodeId;
 use crate::state_machine::{Op, Slot};
@@ -20,7 +21,10 @@ use std::fmt;
 pub enum OpsCommand {
     Status,
     Leader,
-    Members,
+    /// `change: None` lists the members.
+    Members {
+        change: Option<MemberCommand>,
+    },
     Propose {
         value: String,
         request: Option<RequestId>,
@@ -176,14 +180,20 @@ registry! {
             "leader": "the leader's id, or null (then the other keys are left out)",
             "name": "the leader's name, or null", "address": "the leader's host:port, or null",
         };
-    Members {}
+    Members {
+        #[command(subcommand)]
+        change: Option<MembersWords>,
+    }
         name: "members", access: read_only,
-        usage: "paxos members [--json]",
-        summary: "every node with its roles and connection",
+        usage: "paxos members [--json] | members add NAME --addr HOST:PORT --key PUBKEY [--roles R,..] [--id N] \
+                | members promote NAME [--roles R,..] [--force] | members demote NAME [--roles R,..] [--force] \
+                | members remove NAME [--force]",
+        summary: "every node with its roles and connection; add, promote, demote or remove one (operators)",
         json: {
             "members": "[{id, name, address, roles, is_self, is_leader, connected, last_heard_ms, match_index, \
                         clock_offset_ms, clock_error_ms, round_trip_ms}]; the clock fields are null for this node \
-                        and for members without a recent probe",
+                        and for members without a recent probe; a change answers {slot, result: reconfigured, \
+                        epoch, effective}",
         };
     Propose {
         #[arg(required = true, allow_negative_numbers = true)]
@@ -333,7 +343,7 @@ impl OpsCommand {
     /// Whether the command leaves the log and the leadership as they are.
     /// A console is read-only itself: each of its lines is authorized on its own.
     pub fn is_read_only(&self) -> bool {
-        self.spec().read_only
+        self.spec().read_only && !matches!(self, OpsCommand::Members { change: Some(_) })
     }
 
     /// The state-machine operation of a log mutation, with its request id.
@@ -447,7 +457,11 @@ fn parse_words(line: &str, fast: bool) -> Result<Invocation, UsageError> {
     let command = match grammar.command {
         Words::Status {} => OpsCommand::Status,
         Words::Leader {} => OpsCommand::Leader,
-        Words::Members {} => OpsCommand::Members,
+        Words::Members { change: None } => OpsCommand::Members { change: None },
+        Words::Members { change: Some(words) } => {
+            let change = words.command().map_err(|e| usage_error(name, e))?;
+            OpsCommand::Members { change: Some(change) }
+        }
         Words::Propose { value, request } => OpsCommand::Propose { value: join(value), request },
         Words::Put { key, value, request } => OpsCommand::Put { key, value: join(value), request },
         Words::Get { key, stale } => OpsCommand::Get { key, stale },

@@ -5,14 +5,17 @@
 //! the panic is caught here, logged, and answered like any other error, so
 //! one bad command never takes a console, let alone the node, with it.
 
-use super::api::{LogEntry, NodeApi};
+use super::api::{LogEntry, NodeApi, Submitted};
 use super::audit::{AuditLog, AuditRecord, rfc3339};
 use super::command::{Invocation, OpsCommand, parse, usage_error};
 use super::health::node_health;
+use super::members::{self, MemberCommand};
 use super::render::{Answer, LeaderInfo, entry_json, entry_text};
 use super::{EXIT_OK, OpsError, Role, authorize};
+use crate::consensus::ballot::NodeId;
 use crate::state_machine::{Op, OpResult};
 use futures::FutureExt;
+use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::time::SystemTime;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -147,6 +150,19 @@ fn outcome<T>(result: &Result<T, OpsError>, ok: impl FnOnce(&T) -> String) -> St
     }
 }
 
+/// Check a membership change against the live cluster, put it in the log,
+/// and turn the state machine's refusal into an error.
+async fn change_members(api: &dyn NodeApi, change: &MemberCommand) -> Result<Submitted, OpsError> {
+    let names: BTreeMap<NodeId, String> = api.members().await.into_iter().map(|m| (m.id, m.name)).collect();
+    let seed_name = |id: NodeId| names.get(&id).cloned();
+    let change = members::checked_change(api, change, &seed_name).await?.map_err(OpsError::Refused)?;
+    let submitted = api.submit(Op::Reconfigure { change }, None).await?;
+    match submitted.result {
+        OpResult::Refused { reason } => Err(OpsError::Refused(reason)),
+        _ => Ok(submitted),
+    }
+}
+
 /// Authorize, run and answer one command.
 async fn answer<W>(ctx: &Context<'_>, invocation: &Invocation, out: &mut W, in_console: bool) -> Result<(), OpsError>
 where
@@ -169,7 +185,12 @@ where
                 Answer::Leader(Some(LeaderInfo { id, name, address }))
             }
         },
-        OpsCommand::Members => Answer::Members(api.members().await),
+        OpsCommand::Members { change: None } => Answer::Members(api.members().await),
+        OpsCommand::Members { change: Some(change) } => {
+            let result = change_members(api, change).await;
+            audit(ctx, invocation, outcome(&result, |s| format!("ok slot={}", s.slot)));
+            Answer::Submitted { key: None, submitted: result? }
+        }
         OpsCommand::Propose { .. } | OpsCommand::Put { .. } | OpsCommand::Delete { .. } | OpsCommand::Cas { .. } => {
             let Some((op, request)) = command.to_op() else { unreachable!("a log mutation has an op") };
             let key = match &op {

@@ -9,6 +9,7 @@ pub mod command;
 pub mod console;
 pub mod exec;
 pub mod health;
+pub mod members;
 pub mod order;
 pub mod quote;
 pub mod render;
@@ -17,7 +18,8 @@ pub mod render;
 mod tests;
 
 pub use api::{
-    LogEntry, MemberInfo, NodeApi, NodeError, NodeStatus, ReadValue, ReplicaRole, RequestId, Submitted, WatchReceiver,
+    LogEntry, MemberInfo, MembershipView, NodeApi, NodeError, NodeStatus, PeerProgress, ReadValue, ReplicaRole,
+    RequestId, Submitted, WatchReceiver,
 };
 pub use audit::AuditLog;
 pub use command::{COMMANDS, CommandHelp, Invocation, OpsCommand, UsageError, parse};
@@ -97,6 +99,9 @@ pub enum OpsError {
     /// A command that cannot run here (e.g. `watch` inside a console).
     #[error("{0}")]
     NotHere(String),
+    /// A membership change refused, before the log or by the state machine.
+    #[error("refused: {0}")]
+    Refused(String),
     /// `health` found problems (listed in its answer).
     #[error("unhealthy: {problems} problem(s), listed above")]
     Unhealthy { problems: usize },
@@ -121,7 +126,9 @@ impl OpsError {
             OpsError::Unhealthy { .. } => health::EXIT_UNHEALTHY,
             OpsError::Denied(_) => EXIT_DENIED,
             OpsError::Node(e) if e.is_retryable() => EXIT_UNAVAILABLE,
-            OpsError::Node(_) | OpsError::StaleRequest { .. } | OpsError::Output(_) => EXIT_FAILED,
+            OpsError::Node(_) | OpsError::StaleRequest { .. } | OpsError::Output(_) | OpsError::Refused(_) => {
+                EXIT_FAILED
+            }
         }
     }
 
@@ -138,6 +145,7 @@ impl OpsError {
             OpsError::Output(_) => serde_json::json!({"kind": "output"}),
             OpsError::Input(_) => serde_json::json!({"kind": "input"}),
             OpsError::Internal { .. } => serde_json::json!({"kind": "internal"}),
+            OpsError::Refused(reason) => serde_json::json!({"kind": "refused", "reason": reason}),
             OpsError::Unhealthy { problems } => serde_json::json!({"kind": "unhealthy", "problems": problems}),
         };
         error["message"] = self.to_string().into();

@@ -213,6 +213,9 @@ impl crate::ops::NodeApi for GatedNode {
     fn members(&self) -> futures::future::BoxFuture<'_, Vec<crate::ops::MemberInfo>> {
         self.inner.members()
     }
+    fn membership(&self) -> futures::future::BoxFuture<'_, Result<crate::ops::MembershipView, crate::ops::NodeError>> {
+        self.inner.membership()
+    }
     fn submit(
         &self,
         op: crate::state_machine::Op,

@@ -4,6 +4,7 @@
 mod command;
 mod console;
 mod exec;
+mod members;
 mod render;
 
 use super::api::*;
@@ -34,6 +35,22 @@ pub struct FakeState {
     pub log_requests: Vec<(u64, u64)>,
     /// `log` panics (a stand-in for any bug in a command's path).
     pub log_panics: bool,
+    /// The leader's view of each peer's commit index.
+    pub progress: std::collections::BTreeMap<NodeId, PeerProgress>,
+}
+
+/// The fake's seed configuration: nodes 1-3 with every role, α 128.
+pub fn fake_genesis() -> crate::consensus::configuration::Membership {
+    use crate::consensus::configuration::{Configuration, Member, Membership};
+    let members = (1..=3).map(|id| (id, Member::with_roles(Default::default()))).collect();
+    Membership::new(Configuration {
+        epoch: 0,
+        members,
+        phase1_quorum: None,
+        phase2_quorum: None,
+        retired: Default::default(),
+        alpha: crate::consensus::configuration::DEFAULT_ALPHA,
+    })
 }
 
 impl FakeNode {
@@ -51,6 +68,7 @@ impl FakeNode {
                 reads: Vec::new(),
                 log_requests: Vec::new(),
                 log_panics: false,
+                progress: Default::default(),
             }),
         }
     }
@@ -114,6 +132,21 @@ impl NodeApi for FakeNode {
         Box::pin(async move { (1..=3).map(|id| member(id, leader)).collect() })
     }
 
+    fn membership(&self) -> BoxFuture<'_, Result<MembershipView, NodeError>> {
+        let view = self.with(|s| {
+            let membership = s.kv.membership().cloned().unwrap_or_else(fake_genesis);
+            let progress = s.progress.clone();
+            MembershipView {
+                membership,
+                leader: s.leader,
+                is_leader: s.leader == Some(1),
+                commit_index: s.log.len() as u64,
+                progress,
+            }
+        });
+        Box::pin(async move { Ok(view) })
+    }
+
     fn submit(&self, op: Op, request: Option<RequestId>) -> BoxFuture<'_, Result<Submitted, NodeError>> {
         let result = self.with(|s| {
             s.submitted.push((op.clone(), request));
@@ -126,6 +159,9 @@ impl NodeApi for FakeNode {
             });
             let command = Command { client: request.client, seq: request.seq, op };
             let slot = s.log.len() as u64;
+            if matches!(command.op, Op::Reconfigure { .. }) {
+                s.kv.seed_membership(fake_genesis);
+            }
             let applied = s.kv.apply(slot, &command);
             s.log.push(LogEntry { slot, entry: Entry::Batch { commands: vec![command] } });
             Ok(Submitted { slot, result: applied.result })
