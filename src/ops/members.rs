@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 pub const MAX_PROMOTION_LAG: u64 = 1000;
 
 /// A peer that has not answered the leader for this long counts as down.
-pub const LIVE_WITHIN_MS: u64 = 5000;
+pub const LIVE_WITHIN_MS: u64 = 2000;
 
 /// The words after `members`.
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
