@@ -167,6 +167,30 @@ fn broken_inventories_each_give_their_specific_error() {
             "split votes",
         ),
         (
+            "alpha 0",
+            edit(|v| vars(v)["paxos_consensus"]["alpha"] = json!(0)),
+            |e| matches!(e, ClusterError::Consensus { source: ConfigError::Tuning(_), .. }),
+            "alpha is 0; it must be between 1 and 1048576",
+        ),
+        (
+            "alpha too large",
+            edit(|v| vars(v)["paxos_consensus"]["alpha"] = json!(1_048_577)),
+            |e| matches!(e, ClusterError::Consensus { source: ConfigError::Tuning(_), .. }),
+            "alpha is 1048577",
+        ),
+        (
+            "alpha below the pipeline",
+            edit(|v| vars(v)["paxos_consensus"]["alpha"] = json!(63)),
+            |e| matches!(e, ClusterError::Consensus { source: ConfigError::Tuning(_), .. }),
+            "pipeline_depth (64) must be at most alpha (63)",
+        ),
+        (
+            "alpha not a number",
+            edit(|v| vars(v)["paxos_consensus"]["alpha"] = json!(-1)),
+            |e| matches!(e, ClusterError::Invalid { .. }),
+            "alpha",
+        ),
+        (
             "no hosts",
             edit(|v| v["all"]["hosts"] = json!({})),
             |e| matches!(e, ClusterError::NoNodes { .. }),
@@ -243,6 +267,7 @@ fn the_example_inventory_is_valid_for_provisioning() {
     assert_eq!(inv.nodes.len(), 4);
     assert_eq!(inv.nodes[2].address(), "10.0.0.13:7100");
     assert_eq!(inv.nodes[3].roles, ["learner"]);
+    assert_eq!(inv.consensus.alpha, Some(128));
 }
 
 fn defaults() -> DefaultPaths {
