@@ -365,13 +365,15 @@ impl KvStore {
         self.membership.as_ref()
     }
 
-    /// Start keeping the membership, from the configuration the cluster
-    /// was started with; the replica does this before it applies the first
-    /// change, on every replica alike.
-    pub fn seed_membership(&mut self, genesis: impl FnOnce() -> Membership) {
-        if self.membership.is_none() {
+    /// Apply a decided command. A membership change first makes the store
+    /// keep the membership, from `genesis` (the configuration the cluster
+    /// was started with) unless it keeps one already: every replica does so
+    /// at the same slot.
+    pub fn apply_decided(&mut self, slot: Slot, command: &Command, genesis: impl FnOnce() -> Membership) -> Applied {
+        if self.membership.is_none() && matches!(command.op, Op::Reconfigure { .. }) {
             self.membership = Some(genesis());
         }
+        self.apply(slot, command)
     }
 
     /// A pending change is in force once `applied` reaches its first slot.

@@ -189,11 +189,8 @@ impl Replica {
             let Some(state) = self.log.get(&slot) else { break };
             let entry = state.entry.clone();
             for command in entry.commands() {
-                if matches!(command.op, crate::state_machine::Op::Reconfigure { .. }) {
-                    let genesis = &self.genesis;
-                    self.kv.seed_membership(|| genesis.clone());
-                }
-                let applied = self.kv.apply(slot, command);
+                let genesis = &self.genesis;
+                let applied = self.kv.apply_decided(slot, command, || genesis.clone());
                 let response = Response::Applied { slot, result: applied.result };
                 self.on_command_applied(command, response);
             }

@@ -82,10 +82,7 @@ impl VoteLedger {
                 ));
             }
             for command in decided.commands() {
-                if matches!(command.op, crate::state_machine::Op::Reconfigure { .. }) {
-                    store.seed_membership(|| genesis.clone());
-                }
-                store.apply(slot, command);
+                store.apply_decided(slot, command, || genesis.clone());
             }
             slot += 1;
             store.settle_membership(slot);

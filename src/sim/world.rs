@@ -527,10 +527,7 @@ impl World {
                 return Err(self.fail(format!("no node applied slot {slot}")));
             };
             for command in entry.commands() {
-                if matches!(command.op, crate::state_machine::Op::Reconfigure { .. }) {
-                    reference.seed_membership(|| self.genesis());
-                }
-                reference.apply(slot, command);
+                reference.apply_decided(slot, command, || self.genesis());
             }
             reference.settle_membership(slot + 1);
         }

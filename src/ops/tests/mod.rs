@@ -159,10 +159,7 @@ impl NodeApi for FakeNode {
             });
             let command = Command { client: request.client, seq: request.seq, op };
             let slot = s.log.len() as u64;
-            if matches!(command.op, Op::Reconfigure { .. }) {
-                s.kv.seed_membership(fake_genesis);
-            }
-            let applied = s.kv.apply(slot, &command);
+            let applied = s.kv.apply_decided(slot, &command, fake_genesis);
             s.log.push(LogEntry { slot, entry: Entry::Batch { commands: vec![command] } });
             Ok(Submitted { slot, result: applied.result })
         });
