@@ -20,7 +20,7 @@ use russh::keys::{Algorithm, PublicKey};
 use std::collections::BTreeMap;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Where and as whom one peer is dialled.
 #[derive(Clone, Debug)]
@@ -56,13 +56,23 @@ pub struct PeerSet {
     /// key but no address to dial.
     pub keys: BTreeMap<NodeId, PublicKey>,
     pub bad: Vec<BadMember>,
+    /// `me` was removed from the cluster: it has no peers any more.
+    pub removed: bool,
 }
 
 impl PeerSet {
     /// The peers of every configuration in `membership` but `me`. A member
     /// listed in both the configuration in force and the pending one is
     /// taken as the pending one has it.
+    ///
+    /// A node whose removal has taken effect (its id is retired, and no
+    /// configuration has it) has none: its peers would refuse it anyway.
+    /// A node outside its view that was never a member (one joining) still
+    /// links to the members, which is how it learns.
     pub fn of(me: NodeId, membership: &Membership, inventory: &Inventory) -> PeerSet {
+        if membership.current.retired.contains(&me) && membership.configs().all(|c| !c.members.contains_key(&me)) {
+            return PeerSet { removed: true, ..PeerSet::default() };
+        }
         let mut members = BTreeMap::new();
         for config in membership.configs() {
             members.extend(config.members.iter().filter(|(id, _)| **id != me));
@@ -126,13 +136,15 @@ pub struct Plan {
     /// The peer keys to accept from now on.
     pub accept: BTreeMap<NodeId, PublicKey>,
     pub bad: Vec<BadMember>,
+    /// This node was removed from the cluster (`PeerSet::removed`).
+    pub removed: bool,
 }
 
 impl Plan {
     pub fn new(running: &BTreeMap<NodeId, PeerSpec>, wanted: PeerSet) -> Plan {
         let drop = running.iter().filter(|(id, spec)| wanted.links.get(id) != Some(spec)).map(|(id, _)| *id).collect();
         let add = wanted.links.into_iter().filter(|(id, spec)| running.get(id) != Some(spec)).collect();
-        Plan { add, drop, accept: wanted.keys, bad: wanted.bad }
+        Plan { add, drop, accept: wanted.keys, bad: wanted.bad, removed: wanted.removed }
     }
 
     /// From the links `old` gave to those `new` gives.
@@ -178,6 +190,12 @@ impl Reconciler {
             error!(
                 node = self.me,
                 "member {} left out of the peer set: {}; fix it with a membership change", bad.id, bad.reason
+            );
+        }
+        if plan.removed && !self.running.is_empty() {
+            warn!(
+                node = self.me,
+                "this node was removed from the cluster: its peer links are shut down; stop it and retire its host"
             );
         }
         if self.keys.replace(plan.accept.clone()) {

@@ -141,6 +141,28 @@ fn a_removed_member_is_dropped_once_no_configuration_has_it() {
 }
 
 #[test]
+fn a_node_whose_removal_took_effect_has_no_peers_but_a_joining_one_does() {
+    let mut after = config(1, [seed(1), seed(2)]);
+    after.retired.insert(3);
+    // Pending: node 3 is still in the configuration in force.
+    let removing = with_pending(genesis().current, after.clone());
+    let set = PeerSet::of(3, &removing, &inventory());
+    assert!(!set.removed);
+    assert_eq!(ids(&set.links), [1, 2]);
+
+    let removed = Membership::new(after);
+    let plan = Plan::between(3, &removing, &removed, &inventory());
+    assert!(plan.removed);
+    assert_eq!(plan.drop, [1, 2]);
+    assert!(plan.add.is_empty() && plan.accept.is_empty(), "{plan:?}");
+
+    // Never a member (joining): it still reaches the members to learn.
+    let set = PeerSet::of(4, &genesis(), &inventory());
+    assert!(!set.removed);
+    assert_eq!(ids(&set.links), [1, 2, 3]);
+}
+
+#[test]
 fn a_bad_key_is_reported_and_left_out_not_panicked_on() {
     let cases = [
         ("not a key at all", "does not parse"),
