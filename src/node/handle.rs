@@ -5,18 +5,16 @@
 use super::clock::PeerClocks;
 use super::metrics::{Metrics, PeerSample};
 use super::runtime::NodeRequest;
+use super::transport::PeerLinks;
 use crate::cluster::Inventory;
 use crate::consensus::ballot::NodeId;
-use crate::consensus::messages::Message;
 use crate::consensus::{ClientError, Response, Status};
 use crate::ops::api::{
     LogEntry, MemberInfo, MembershipView, NodeApi, NodeError, NodeStatus, PeerClock, PeerProgress, ReadValue,
     ReplicaRole, RequestId, Submitted, WatchReceiver,
 };
-use crate::ssh::peer::PeerLink;
 use crate::state_machine::{Command, ONE_OFF_SEQ, Op, Slot};
 use futures::future::BoxFuture;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -26,7 +24,7 @@ pub struct NodeHandle {
     pub(super) requests: mpsc::Sender<NodeRequest>,
     pub(super) inventory: Arc<Inventory>,
     pub(super) id: NodeId,
-    pub(super) peers: BTreeMap<NodeId, PeerLink<Message>>,
+    pub(super) peers: PeerLinks,
     pub(super) metrics: Arc<Metrics>,
     pub(super) clocks: Arc<PeerClocks>,
     pub(super) started: Instant,
@@ -102,10 +100,10 @@ impl NodeHandle {
 
     /// This node's metrics, with the peer links' state as of now.
     pub fn metrics_text(&self) -> String {
-        self.metrics.peers(self.peers.iter().map(|(id, link)| {
+        self.metrics.peers(self.peers.all().into_iter().map(|(id, link)| {
             let stats = link.stats();
-            let clock_offset = self.clocks.estimate(*id).map(|e| e.offset_us as f64 / 1e6);
-            (*id, PeerSample { connected: stats.connected, dropped: stats.dropped, clock_offset })
+            let clock_offset = self.clocks.estimate(id).map(|e| e.offset_us as f64 / 1e6);
+            (id, PeerSample { connected: stats.connected, dropped: stats.dropped, clock_offset })
         }));
         self.metrics.render()
     }
@@ -215,7 +213,7 @@ impl NodeApi for NodeHandle {
                         given.filter(|g| !g.is_empty()).cloned().or(seeded).unwrap_or_default()
                     };
                     let is_self = id == self.id;
-                    let link = self.peers.get(&id).map(|l| l.stats());
+                    let link = self.peers.get(id).map(|l| l.stats());
                     let clock = if is_self { None } else { self.clocks.estimate(id) };
                     let progress = view.progress.get(&id);
                     MemberInfo {

@@ -7,6 +7,7 @@
 
 use super::metrics::Metrics;
 use crate::consensus::ballot::NodeId;
+use crate::consensus::configuration::Membership;
 use crate::consensus::messages::{Envelope, Message};
 use crate::consensus::provenance::Refused;
 use crate::consensus::{AppliedEntry, ClientError, Input, Replica, Reply, RequestId, Response, Status};
@@ -17,7 +18,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -86,6 +87,14 @@ pub struct Runtime<S: Storage, T: Transport> {
     pub transport: T,
     pub tick: Duration,
     pub metrics: Arc<Metrics>,
+    /// Told the membership whenever it changes (`super::peers` follows it).
+    pub membership: watch::Sender<Membership>,
+}
+
+/// What tells one membership from the next: each change has its own
+/// epoch, and a pending change has one too until it takes effect.
+fn membership_marks(m: &Membership) -> (u64, Option<(u64, Slot)>) {
+    (m.current.epoch, m.pending.as_ref().map(|p| (p.config.epoch, p.effective)))
 }
 
 impl<S: Storage, T: Transport<Error = Infallible>> Runtime<S, T> {
@@ -98,8 +107,10 @@ impl<S: Storage, T: Transport<Error = Infallible>> Runtime<S, T> {
         mut links_lost: mpsc::Receiver<NodeId>,
         shutdown: CancellationToken,
     ) -> Result<(), StorageError> {
-        let Runtime { mut replica, storage, transport, tick, metrics } = self;
+        let Runtime { mut replica, storage, transport, tick, metrics, membership } = self;
         let me = replica.config().id;
+        let mut marks = membership_marks(replica.membership());
+        membership.send_replace(replica.membership().clone());
         // Storage calls block: let the async runtime move other tasks away.
         let mut driver = BatchDriver::new(storage, transport).blocking(|f| tokio::task::block_in_place(f));
         let mut ticker = tokio::time::interval(tick);
@@ -146,6 +157,19 @@ impl<S: Storage, T: Transport<Error = Infallible>> Runtime<S, T> {
                 metrics.fsync(took, records);
             }
             metrics.applied(batch.applied);
+            let now = membership_marks(replica.membership());
+            if now != marks {
+                marks = now;
+                let m = replica.membership();
+                info!(
+                    node = me,
+                    epoch = m.current.epoch,
+                    pending = ?m.pending.as_ref().map(|p| (p.config.epoch, p.effective)),
+                    members = ?m.member_ids(),
+                    "membership changed"
+                );
+                membership.send_replace(m.clone());
+            }
             let status = replica.status();
             state.feed_watchers(&replica, &status);
             iterations += 1;

@@ -1,12 +1,14 @@
 //! `paxos serve`: wire one node together. Load its key and check it against
 //! the inventory, recover its replica from disk, start the SSH server and a
-//! link to every peer, then run the consensus task until shutdown.
+//! link to every peer of its membership (kept in step as the membership
+//! changes), then run the consensus task until shutdown.
 
 use super::clock::PeerClocks;
 use super::handle::NodeHandle;
 use super::metrics::Metrics;
+use super::peers::{Reconciler, SpawnLink};
 use super::runtime::Runtime;
-use super::transport::PeerTransport;
+use super::transport::{PeerLinks, PeerTransport};
 use crate::cluster::{Cluster, parse_public_key};
 use crate::consensus::Replica;
 use crate::consensus::messages::Message;
@@ -24,14 +26,13 @@ use crate::ssh::server::{
 use crate::ssh::wall_clock::WallClock;
 use crate::storage::{DiskStorage, Opened, Owner, Storage};
 use anyhow::{Context as _, bail};
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::BufReader;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -103,11 +104,9 @@ pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Res
     let status = replica.status();
     info!(node = id, commit = status.commit_index, promised = %status.promised, "replica ready");
 
+    // Peer keys come from the membership (`peers::Reconciler`), set before
+    // the server takes its first connection.
     let mut access = AccessList::default();
-    let peers = cluster.peers()?;
-    for (peer, key) in &peers {
-        access.peers.insert(peer.id, key.clone());
-    }
     let parse_all = |keys: &[String]| -> anyhow::Result<Vec<_>> {
         keys.iter().map(|k| parse_public_key(k).map_err(anyhow::Error::msg)).collect()
     };
@@ -143,13 +142,14 @@ pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Res
     };
 
     let tick = cluster.tick();
-    let mut links = BTreeMap::new();
-    for (peer, key) in peers {
+    let inventory = Arc::new(cluster.inventory.clone());
+    let links = PeerLinks::default();
+    let spawn_link: SpawnLink = Box::new(move |peer, spec, stop| {
         let settings = PeerLinkSettings {
             local_node: id,
-            peer_node: peer.id,
-            peer_addr: peer.address.clone(),
-            peer_host_key: key,
+            peer_node: peer,
+            peer_addr: spec.address.clone(),
+            peer_host_key: spec.key.clone(),
             identity: identity.clone(),
             max_frame: DEFAULT_MAX_FRAME,
             queue_capacity: PEER_QUEUE,
@@ -158,14 +158,19 @@ pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Res
             backoff_cap: Duration::from_secs(2),
             clock,
         };
-        links.insert(peer.id, PeerLink::<Message>::spawn(settings, shutdown.clone()));
-    }
+        PeerLink::<Message>::spawn(settings, stop)
+    });
+    let mut reconciler =
+        Reconciler::new(id, inventory.clone(), links.clone(), server.peer_keys(), spawn_link, shutdown.clone());
+    reconciler.apply(replica.membership());
+    let (membership_tx, membership_rx) = watch::channel(replica.membership().clone());
+    tokio::spawn(reconciler.follow(membership_rx).instrument(tracing::info_span!("node", id)));
 
     let (inbox_tx, inbox_rx) = mpsc::channel(8192);
     let (requests_tx, requests_rx) = mpsc::channel(4096);
     let handle = NodeHandle {
         requests: requests_tx,
-        inventory: Arc::new(cluster.inventory.clone()),
+        inventory,
         id,
         peers: links.clone(),
         metrics: metrics.clone(),
@@ -178,7 +183,7 @@ pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Res
         .with_context(|| format!("opening the audit log {}", cluster.node.audit_log.display()))?;
     let service = Arc::new(OpsService { api: Arc::new(handle.clone()), audit: Arc::new(audit) });
     let transport = PeerTransport::new(links.clone(), metrics.clone());
-    let runtime = Runtime { replica, storage, transport, tick, metrics };
+    let runtime = Runtime { replica, storage, transport, tick, metrics, membership: membership_tx };
     if let Some(listener) = metrics_listener {
         info!(node = id, addr = %listener.local_addr()?, "serving GET /metrics");
         tokio::spawn(super::metrics_http::serve(listener, handle.clone(), shutdown.clone()));
@@ -200,7 +205,7 @@ pub async fn start(cluster: Cluster, shutdown: CancellationToken) -> anyhow::Res
         while let Some(event) = events.recv().await {
             match event {
                 PeerEvent::Greeted(peer) => {
-                    if let Some(link) = redial.get(&peer) {
+                    if let Some(link) = redial.get(peer) {
                         link.redial_now();
                     }
                 }

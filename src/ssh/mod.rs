@@ -24,7 +24,9 @@ pub use client::{CommandOutput, Console, SshClient, StreamEvent};
 pub use frame::{Hello, PEER_SUBSYSTEM, PROTOCOL_VERSION, peer_codec};
 pub use limits::ConnectionLimits;
 pub use peer::{PeerLink, PeerLinkSettings, PeerLinkStats};
-pub use server::{AccessList, OperatorService, OperatorSession, PeerEvent, Principal, ServerSettings, SshServer};
+pub use server::{
+    AccessList, OperatorService, OperatorSession, PeerEvent, PeerKeys, Principal, ServerSettings, SshServer,
+};
 
 /// The user name clients send. The server ignores it: identity is the key.
 pub const SSH_USER: &str = "paxos";

@@ -25,7 +25,7 @@ use russh::keys::{PrivateKey, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use serde::de::DeserializeOwned;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -42,8 +42,11 @@ use tracing::Instrument;
 use tracing::{debug, error, info, warn};
 
 mod accept;
+mod access;
 mod hint;
 
+use access::Access;
+pub use access::{AccessList, PeerKeys};
 pub use hint::usage_hint;
 
 /// What an authenticated key may do.
@@ -64,33 +67,6 @@ impl fmt::Display for Principal {
             Principal::Operator => f.write_str("operator"),
             Principal::Reader => f.write_str("reader"),
         }
-    }
-}
-
-/// The keys this node accepts, by role.
-#[derive(Clone, Debug, Default)]
-pub struct AccessList {
-    pub peers: BTreeMap<u64, PublicKey>,
-    pub operators: Vec<PublicKey>,
-    pub readers: Vec<PublicKey>,
-}
-
-impl AccessList {
-    /// The role of `key`, compared by key material (comments are ignored).
-    /// A key listed under several roles gets the narrowest: peer, then
-    /// reader, then operator, so a copy-paste slip never widens access.
-    pub fn principal(&self, key: &PublicKey) -> Option<Principal> {
-        let data = key.key_data();
-        if let Some((id, _)) = self.peers.iter().find(|(_, k)| k.key_data() == data) {
-            return Some(Principal::Peer(*id));
-        }
-        if self.readers.iter().any(|k| k.key_data() == data) {
-            return Some(Principal::Reader);
-        }
-        if self.operators.iter().any(|k| k.key_data() == data) {
-            return Some(Principal::Operator);
-        }
-        None
     }
 }
 
@@ -133,7 +109,7 @@ pub struct SshServer {
     node: u64,
     listener: TcpListener,
     local_addr: SocketAddr,
-    access: Arc<AccessList>,
+    access: Arc<Access>,
     max_frame: usize,
     config: Arc<russh::server::Config>,
     limits: ConnectionLimits,
@@ -176,7 +152,11 @@ impl SshServer {
             node: settings.node,
             listener,
             local_addr,
-            access: Arc::new(settings.access),
+            access: Arc::new(Access {
+                peers: PeerKeys::new(settings.access.peers),
+                operators: settings.access.operators,
+                readers: settings.access.readers,
+            }),
             max_frame: settings.max_frame,
             config: Arc::new(config),
             limits: ConnectionLimits::DEFAULT,
@@ -213,6 +193,11 @@ impl SshServer {
         self.local_addr
     }
 
+    /// The peer keys this server accepts, to change while it runs.
+    pub fn peer_keys(&self) -> PeerKeys {
+        self.access.peers.clone()
+    }
+
     /// Serves until `shutdown` is cancelled (then disconnects every client)
     /// or the listener fails.
     pub async fn run<M>(
@@ -242,7 +227,7 @@ impl SshServer {
 
 struct Shared<M> {
     node: u64,
-    access: Arc<AccessList>,
+    access: Arc<Access>,
     inbox: mpsc::Sender<(u64, M)>,
     ops: Arc<dyn OperatorService>,
     max_frame: usize,
@@ -257,6 +242,8 @@ struct Connection<M> {
     addr: String,
     principal: Option<Principal>,
     key_fingerprint: String,
+    /// The key that authenticated.
+    key: Option<PublicKey>,
     /// Session channels waiting for their subsystem or exec request. They
     /// stay here after a refused request, as RFC 4254 lets the client try
     /// another one on the same channel.
@@ -276,19 +263,42 @@ impl<M: DeserializeOwned + Send + 'static> Connection<M> {
     }
 
     fn open_peer_channel(&mut self, id: ChannelId, session: &mut Session) -> Result<(), russh::Error> {
-        let peer = match self.principal {
-            Some(Principal::Peer(peer)) => peer,
+        let (peer, key) = match (self.principal, &self.key) {
+            (Some(Principal::Peer(peer)), Some(key)) => (peer, key.clone()),
             _ => {
                 warn!("{} may not open {PEER_SUBSYSTEM}", self.who());
                 return session.channel_failure(id);
             }
         };
+        if !self.shared.access.peers.accepts(peer, &key) {
+            // Removed from the membership since it authenticated.
+            warn!("{} is no longer a member's key: refusing {PEER_SUBSYSTEM} and closing", self.who());
+            session.channel_failure(id)?;
+            return session.disconnect(russh::Disconnect::ByApplication, "key no longer accepted", "");
+        }
         let Some(channel) = self.idle.remove(&id) else {
             return session.channel_failure(id);
         };
         session.channel_success(id)?;
         let span = tracing::info_span!("node", id = self.shared.node);
-        tokio::spawn(read_peer_channel(channel, peer, self.addr.clone(), self.shared.clone()).instrument(span));
+        let revoked = self.shared.access.peers.revoked(peer, key);
+        let reading = read_peer_channel(channel, peer, self.addr.clone(), self.shared.clone());
+        let handle = session.handle();
+        let (node, who) = (self.shared.node, self.who());
+        tokio::spawn(
+            async move {
+                tokio::select! {
+                    () = reading => {}
+                    () = revoked => {
+                        warn!("node {node}: {who} is no longer a member's key: closing its connection");
+                        let _ = handle
+                            .disconnect(russh::Disconnect::ByApplication, "key no longer accepted".into(), String::new())
+                            .await;
+                    }
+                }
+            }
+            .instrument(span),
+        );
         Ok(())
     }
 
@@ -402,6 +412,7 @@ impl<M: DeserializeOwned + Send + 'static> russh::server::Handler for Connection
             Some(principal) => {
                 self.principal = Some(principal);
                 self.key_fingerprint = fp;
+                self.key = Some(key.public_key.clone());
                 info!("authenticated {}", self.who());
                 Ok(Auth::Accept)
             }

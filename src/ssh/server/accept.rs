@@ -117,6 +117,7 @@ async fn serve_connection<M: DeserializeOwned + Send + 'static>(
         addr: addr.to_string(),
         principal: None,
         key_fingerprint: String::new(),
+        key: None,
         idle: HashMap::new(),
         ticket,
         authenticated: Some(authenticated_tx),
