@@ -62,7 +62,11 @@ impl Replica {
         let membership = self.membership();
         let lacking = membership.configs().any(|c| !c.phase1_quorum_in(&promised));
         if lacking {
-            let from = membership.pending.as_ref().map_or(next, |p| p.effective.max(next));
+            // From the first slot not proposed yet: the promises count for
+            // every later slot (`may_propose`), so none may go unreported,
+            // recovered ones included.
+            let first = ls.next_slot;
+            let from = membership.pending.as_ref().map_or(first, |p| p.effective.max(first));
             self.extend_phase1(from);
             return None;
         }

@@ -77,6 +77,16 @@ impl PeerSet {
         for config in membership.configs() {
             members.extend(config.members.iter().filter(|(id, _)| **id != me));
         }
+        // Keys that hold another role: an operator's, a reader's, this
+        // node's own. A member given one is refused, so that no key is two
+        // principals (a peer match comes first and would shadow the other).
+        let reserved: Vec<PublicKey> = inventory
+            .operator_keys()
+            .iter()
+            .chain(inventory.reader_keys())
+            .filter_map(|line| crate::keys::parse_public(line).ok())
+            .chain(inventory.host_key(me).ok())
+            .collect();
         let mut set = PeerSet::default();
         for (id, member) in members {
             let seed = inventory.node(*id);
@@ -98,6 +108,14 @@ impl PeerSet {
                     }
                 }
             };
+            let data = key.key_data();
+            if reserved.iter().chain(set.keys.values()).any(|k| k.key_data() == data) {
+                let reason = "its key is also an operator's, a reader's or another node's: a key is one \
+                              principal, so it is refused"
+                    .to_string();
+                set.bad.push(BadMember { id: *id, reason });
+                continue;
+            }
             set.keys.insert(*id, key.clone());
             let address = match (member.address.as_str(), seed) {
                 ("", Some(node)) => node.address(),

@@ -185,7 +185,7 @@ registry! {
         change: Option<MembersWords>,
     }
         name: "members", access: read_only,
-        usage: "paxos members [--json] | members add NAME --addr HOST:PORT --key PUBKEY [--roles R,..] [--id N] \
+        usage: "paxos members [--json] | members add NAME --addr HOST:PORT --key PUBKEY [--roles R,..] [--id N] [--force] \
                 | members promote NAME [--roles R,..] [--force] | members demote NAME [--roles R,..] [--force] \
                 | members remove NAME [--force]",
         summary: "every node with its roles and connection; add, promote, demote or remove one (operators)",

@@ -39,6 +39,10 @@ pub enum MembersWords {
         /// The node id (default: one above every id the cluster ever had).
         #[arg(long)]
         id: Option<NodeId>,
+        /// Add an acceptor even if the acceptors that are up would then
+        /// make no quorum (a new one counts as down until it answers).
+        #[arg(long)]
+        force: bool,
     },
     /// Give a member more roles (default: proposer,acceptor,learner).
     Promote {
@@ -70,9 +74,24 @@ pub enum MembersWords {
 /// A membership command, parsed and checked for form.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MemberCommand {
-    Add { name: String, address: String, key: String, roles: Roles, id: Option<NodeId> },
-    SetRoles { name: String, roles: Roles, force: bool, promote: bool },
-    Remove { name: String, force: bool },
+    Add {
+        name: String,
+        address: String,
+        key: String,
+        roles: Roles,
+        id: Option<NodeId>,
+        force: bool,
+    },
+    /// Promote and demote alike: the checks follow the roles that change.
+    SetRoles {
+        name: String,
+        roles: Roles,
+        force: bool,
+    },
+    Remove {
+        name: String,
+        force: bool,
+    },
 }
 
 impl MembersWords {
@@ -82,7 +101,7 @@ impl MembersWords {
             Roles::from_names(&names)
         };
         Ok(match self {
-            MembersWords::Add { name, addr, key, roles: r, id } => {
+            MembersWords::Add { name, addr, key, roles: r, id, force } => {
                 check_name(&name)?;
                 let address = check_address(&addr)?;
                 let key = key.join(" ");
@@ -90,16 +109,16 @@ impl MembersWords {
                 if parsed.algorithm() != russh::keys::Algorithm::Ed25519 {
                     return Err(format!("--key: nodes use ssh-ed25519 keys, not {}", parsed.algorithm()));
                 }
-                if id == Some(0) {
-                    return Err("--id: node ids start at 1".into());
+                if id == Some(0) || id.is_some_and(|id| id > MAX_NODE_ID) {
+                    return Err(format!("--id: node ids go from 1 to {MAX_NODE_ID}"));
                 }
-                MemberCommand::Add { name, address, key, roles: roles(&r)?, id }
+                MemberCommand::Add { name, address, key, roles: roles(&r)?, id, force }
             }
             MembersWords::Promote { name, roles: r, force } => {
-                MemberCommand::SetRoles { name, roles: roles(&r)?, force, promote: true }
+                MemberCommand::SetRoles { name, roles: roles(&r)?, force }
             }
             MembersWords::Demote { name, roles: r, force } => {
-                MemberCommand::SetRoles { name, roles: roles(&r)?, force, promote: false }
+                MemberCommand::SetRoles { name, roles: roles(&r)?, force }
             }
             MembersWords::Remove { name, force } => MemberCommand::Remove { name, force },
         })
@@ -109,15 +128,32 @@ impl MembersWords {
 fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok { Ok(()) } else { Err(format!("{name:?} is no node name: use 1-64 letters, digits, '-', '_' or '.'")) }
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.chars().all(|c| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is no node name: use 1-64 letters, digits, '-', '_' or '.', not only digits (ids are)"))
+    }
 }
+
+/// The largest id `--id` takes: ids stay exact in JSON numbers.
+pub const MAX_NODE_ID: NodeId = (1 << 53) - 1;
 
 fn check_address(addr: &str) -> Result<String, String> {
     let bad = || format!("--addr {addr:?}: give HOST:PORT (an IPv6 host in brackets, [::1]:7000)");
     let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
-    if host.is_empty() || port == 0 || (host.contains(':') && !host.starts_with('[')) {
+    let bracketed = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    let host_ok = match bracketed {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host.len() <= 253
+                && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        }
+    };
+    if !host_ok || port == 0 {
         return Err(bad());
     }
     Ok(addr.to_owned())
@@ -148,21 +184,32 @@ pub fn plan(
 ) -> Result<MemberChange, Refusal> {
     let newest = view.membership.configs().last().unwrap_or(&view.membership.current);
     match command {
-        MemberCommand::Add { name, address, key, roles, id } => {
+        MemberCommand::Add { name, address, key, roles, id, force } => {
             if resolve(view, name, seed_name).is_ok() {
                 return Err(Refusal::Refused(format!("a member is already named {name:?}")));
             }
+            if view.membership.configs().any(|c| c.members.values().any(|m| m.key == *key)) {
+                return Err(Refusal::Refused("another member has that key; every node has its own".into()));
+            }
             let id = id.unwrap_or_else(|| next_id(view));
             let member = Member { roles: *roles, name: name.clone(), address: address.clone(), key: key.clone() };
-            Ok(MemberChange::Add { id, member })
+            let change = MemberChange::Add { id, member };
+            // A new acceptor has answered nobody yet: it counts as down.
+            if roles.acceptor && !force {
+                live_quorum_check(view, newest, &change)?;
+            }
+            Ok(change)
         }
-        MemberCommand::SetRoles { name, roles, force, promote } => {
+        MemberCommand::SetRoles { name, roles, force } => {
             let id = resolve(view, name, seed_name).map_err(Refusal::Refused)?;
-            if *promote && !force {
+            let before = newest.roles(id).unwrap_or(Roles::LEARNER);
+            let change = MemberChange::SetRoles { id, roles: *roles };
+            // Whatever the command is called: a new vote needs a caught-up
+            // log, and fewer or more acceptors need a live quorum.
+            if roles.acceptor && !before.acceptor && !force {
                 lag_check(view, id)?;
             }
-            let change = MemberChange::SetRoles { id, roles: *roles };
-            if !promote && !force {
+            if roles.acceptor != before.acceptor && !force {
                 live_quorum_check(view, newest, &change)?;
             }
             Ok(change)
@@ -170,7 +217,7 @@ pub fn plan(
         MemberCommand::Remove { name, force } => {
             let id = resolve(view, name, seed_name).map_err(Refusal::Refused)?;
             let change = MemberChange::Remove { id };
-            if !force {
+            if newest.is_acceptor(id) && !force {
                 live_quorum_check(view, newest, &change)?;
             }
             Ok(change)
@@ -187,7 +234,8 @@ pub enum Refusal {
 }
 
 fn next_id(view: &MembershipView) -> NodeId {
-    view.membership.configs().flat_map(|c| c.members.keys().chain(c.retired.iter())).copied().max().unwrap_or(0) + 1
+    let highest = view.membership.configs().flat_map(|c| c.members.keys().chain(c.retired.iter())).copied().max();
+    highest.unwrap_or(0).saturating_add(1).min(MAX_NODE_ID)
 }
 
 fn lag_check(view: &MembershipView, id: NodeId) -> Result<(), Refusal> {

@@ -292,3 +292,27 @@ async fn the_reconciler_starts_and_stops_links_and_updates_the_accepted_keys() {
     shutdown.cancel();
     follow.await.unwrap();
 }
+
+/// A key is one principal: a member given an operator's, a reader's, this
+/// node's own or another member's key is refused, never let in as a peer
+/// (a peer match comes first and would shadow the other role).
+#[test]
+fn a_member_key_that_holds_another_role_is_refused() {
+    let mut inventory = inventory();
+    inventory.operators = vec![KEY_4.into()];
+    inventory.readers = vec![KEY_5.into()];
+    let members = [
+        seed(1),
+        seed(2),
+        seed(3),
+        added(4, "10.0.0.4:7000", KEY_4),
+        added(5, "10.0.0.5:7000", KEY_5),
+        added(6, "10.0.0.6:7000", KEY_1),
+        added(7, "10.0.0.7:7000", KEY_2),
+    ];
+    let set = PeerSet::of(1, &Membership::new(config(4, members)), &inventory);
+    let refused: BTreeSet<NodeId> = set.bad.iter().map(|b| b.id).collect();
+    assert_eq!(refused, [4, 5, 6, 7].into(), "{:?}", set.bad);
+    assert!(set.bad.iter().all(|b| b.reason.contains("one principal")), "{:?}", set.bad);
+    assert_eq!(set.keys.keys().copied().collect::<Vec<_>>(), [2, 3], "node 2 keeps its own key");
+}

@@ -86,7 +86,11 @@ async fn malformed_changes_are_usage_errors_and_reach_nothing() {
         ("members add node4 --addr h:7000 --key ssh-ed25519 AAAAnotbase64".to_owned(), "--key"),
         (format!("members add node4 --addr h:7000 --key {ECDSA}"), "ssh-ed25519"),
         (format!("members add 'no spaces' --addr h:7000 --key {KEY}"), "is no node name"),
-        (format!("members add n --addr h:7000 --key {KEY} --id 0"), "start at 1"),
+        (format!("members add 12 --addr h:7000 --key {KEY}"), "not only digits"),
+        (format!("members add n --addr '[::1]x:7000' --key {KEY}"), "give HOST:PORT"),
+        (format!("members add n --addr 'h ost:7000' --key {KEY}"), "give HOST:PORT"),
+        (format!("members add n --addr h:7000 --key {KEY} --id 9007199254740992"), "node ids go from 1"),
+        (format!("members add n --addr h:7000 --key {KEY} --id 0"), "node ids go from 1"),
         (format!("members add n --addr h:7000 --key {KEY} --roles leader"), "unknown role"),
         ("members add n --addr h:7000".to_owned(), "--key"),
         ("members promote".to_owned(), "NAME"),
@@ -126,6 +130,11 @@ async fn promotion_waits_for_the_learner_to_catch_up_unless_forced() {
     assert_eq!(code, EXIT_FAILED);
     assert!(err.contains("slots behind the leader"), "{err}");
     fresh(&node, &[4], 1990);
+    // Caught up, but a fourth acceptor with 2 and 3 silent leaves {1, 4} of 4 up.
+    let (code, _, err) = run(&node, Role::Operator, "members promote node4 --roles acceptor,learner").await;
+    assert_eq!(code, EXIT_FAILED);
+    assert!(err.contains("would not make a quorum"), "{err}");
+    fresh(&node, &[2, 3, 4], 1990);
     let (code, _, err) = run(&node, Role::Operator, "members promote node4 --roles acceptor,learner").await;
     assert_eq!(code, EXIT_OK, "{err}");
     let Some(MemberChange::SetRoles { id: 4, roles }) = last_change(&node) else { panic!("no promotion") };
@@ -170,4 +179,29 @@ async fn removal_is_refused_when_the_acceptors_left_that_are_up_make_no_quorum()
     let (code, _, err) = run(&node, Role::Operator, "members remove ghost").await;
     assert_eq!(code, EXIT_FAILED);
     assert!(err.contains("no member is named \"ghost\""), "{err}");
+}
+
+#[tokio::test]
+async fn the_checks_follow_the_roles_that_change_not_the_words() {
+    let node = FakeNode::new();
+    // An added acceptor has answered nobody: with 2 and 3 silent too, 1 of 4 is up.
+    let line = format!("members add node4 --addr h:7004 --key {KEY} --roles acceptor,learner");
+    let (code, _, err) = run(&node, Role::Operator, &line).await;
+    assert_eq!(code, EXIT_FAILED);
+    assert!(err.contains("would not make a quorum"), "{err}");
+    // "promote" to learner takes a vote away: the live-quorum check runs.
+    let (code, _, err) = run(&node, Role::Operator, "members promote node3 --roles learner").await;
+    assert_eq!(code, EXIT_FAILED);
+    assert!(err.contains("would not make a quorum"), "{err}");
+    // A learner added with a key another member has is refused.
+    let (code, _, err) = run(&node, Role::Operator, &format!("members add node4 --addr h:7004 --key {KEY}")).await;
+    assert_eq!(code, EXIT_OK, "{err}");
+    advance(&node, 200);
+    let (code, _, err) = run(&node, Role::Operator, &format!("members add node5 --addr h:7005 --key {KEY}")).await;
+    assert_eq!(code, EXIT_FAILED);
+    assert!(err.contains("another member has that key"), "{err}");
+    // By id when no name matches.
+    let (code, _, err) = run(&node, Role::Operator, "members remove 4").await;
+    assert_eq!(code, EXIT_OK, "{err}");
+    assert_eq!(last_change(&node), Some(MemberChange::Remove { id: 4 }));
 }
