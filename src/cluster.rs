@@ -82,6 +82,11 @@ pub struct NodeEntry {
     /// Optional only while provisioning, before the keys exist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_key: Option<String>,
+    /// `paxos_join`: this host is not part of the seed configuration the
+    /// cluster started with; it joins the running cluster once a
+    /// `paxos members add` for it is decided, and learns until then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub join: bool,
 }
 
 fn all_roles() -> Vec<String> {
@@ -291,8 +296,13 @@ impl Inventory {
                 note_key(&key, line, format!("{list}[{index}]"))?;
             }
         }
-        // Membership is the same for every node, so any member id checks the rest.
-        self.consensus_config(self.nodes[0].id).map(|_| ())
+        // The seed configuration is the same for every node, so any seed
+        // member checks it; a joining host only adds `joining`.
+        let Some(seed) = self.nodes.iter().find(|n| !n.join) else {
+            let reason = "every host has paxos_join; the hosts the cluster starts with must not have it";
+            return Err(self.invalid("paxos_join", reason));
+        };
+        self.consensus_config(seed.id).map(|_| ())
     }
 
     /// The stricter check for `paxos serve` and the CLI: every node has a host key.
@@ -360,12 +370,14 @@ impl Inventory {
         &self.readers
     }
 
-    /// The consensus configuration of node `id`, validated.
+    /// The consensus configuration of node `id`, validated. Its members are
+    /// the seed configuration: every host but those with `paxos_join`, which
+    /// come in through membership changes.
     pub fn consensus_config(&self, id: NodeId) -> Result<Config, ClusterError> {
-        if self.node(id).is_none() {
+        let Some(me) = self.node(id) else {
             return Err(self.not_a_node(&self.path, id));
-        }
-        let members = self.nodes.iter().map(|n| (n.id, n.roles())).collect();
+        };
+        let members = self.nodes.iter().filter(|n| !n.join).map(|n| (n.id, n.roles())).collect();
         let c = &self.consensus;
         let config = Config {
             id,
@@ -374,7 +386,7 @@ impl Inventory {
             phase2_quorum: c.phase2_quorum,
             timing: c.timing,
             tuning: c.tuning.clone(),
-            joining: false,
+            joining: me.join,
             alpha: c.alpha.unwrap_or(crate::consensus::configuration::DEFAULT_ALPHA),
         };
         config.validate().map_err(|source| ClusterError::Consensus { path: self.path.clone(), source })?;

@@ -23,7 +23,7 @@ use std::path::Path;
 pub const CLUSTER_VARS: &[&str] =
     &["paxos_cluster", "paxos_tick_ms", "paxos_operators", "paxos_readers", "paxos_consensus"];
 /// Per-node settings: on a host, or as a default in a group's vars.
-pub const NODE_VARS: &[&str] = &["paxos_id", "paxos_host", "paxos_port", "paxos_roles", "paxos_host_key"];
+pub const NODE_VARS: &[&str] = &["paxos_id", "paxos_host", "paxos_port", "paxos_roles", "paxos_host_key", "paxos_join"];
 /// Settings read only by the Ansible role (its `defaults/main.yml`): valid
 /// anywhere, ignored by `paxos`.
 pub const PLAYBOOK_VARS: &[&str] = &[
@@ -295,7 +295,8 @@ fn node(path: &Path, name: &str, vars: &Map<String, Value>) -> Result<NodeEntry,
     let roles =
         get("paxos_roles").map(|v| field(path, &owner, "paxos_roles", v)).transpose()?.unwrap_or_else(all_roles);
     let host_key = get("paxos_host_key").map(|v| field(path, &owner, "paxos_host_key", v)).transpose()?;
-    Ok(NodeEntry { id, name: name.to_owned(), host, port, roles, host_key })
+    let join = get("paxos_join").map(|v| field(path, &owner, "paxos_join", v)).transpose()?.unwrap_or(false);
+    Ok(NodeEntry { id, name: name.to_owned(), host, port, roles, host_key, join })
 }
 
 /// The inventory in Ansible's shape; nodes keep `ansible_host` so that the
@@ -310,6 +311,9 @@ pub(super) fn to_value(inventory: &Inventory) -> Value {
         vars.insert("paxos_roles".into(), json!(node.roles));
         if let Some(key) = &node.host_key {
             vars.insert("paxos_host_key".into(), json!(key));
+        }
+        if node.join {
+            vars.insert("paxos_join".into(), json!(true));
         }
         hosts.insert(node.name.clone(), Value::Object(vars));
     }

@@ -406,3 +406,32 @@ fn rsa_operator_and_reader_keys_need_2048_bits() {
     let err = load(&edit(|v| host(v, "node1")["paxos_host_key"] = json!(rsa_line(3072)))).unwrap_err();
     assert!(err.to_string().contains("give its ssh-ed25519 key"), "{err}");
 }
+
+#[test]
+fn a_host_with_paxos_join_is_outside_the_seed_configuration() {
+    let doc = edit(|v| {
+        *host(v, "node3") = json!({"ansible_host": "127.0.0.1", "paxos_id": 3, "paxos_port": 7103,
+                                   "paxos_host_key": KEY_C, "paxos_join": true});
+    });
+    let inventory = load(&doc).expect("a joining host is valid");
+    assert!(inventory.node(3).unwrap().join);
+    let seed = inventory.consensus_config(1).unwrap();
+    assert_eq!(seed.members.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+    assert!(!seed.joining);
+    let joiner = inventory.consensus_config(3).unwrap();
+    assert_eq!((joiner.members, joiner.joining), (seed.members, true));
+    // It round-trips through the Ansible shape.
+    let again = Inventory::from_json(&inventory.to_json_pretty(), "hosts/again.json").unwrap();
+    assert!(again.node(3).unwrap().join && !again.node(1).unwrap().join);
+
+    let every = edit(|v| {
+        for name in ["node1", "node2", "node3"] {
+            host(v, name)["paxos_join"] = json!(true);
+        }
+    });
+    let err = load(&every).unwrap_err().to_string();
+    assert!(err.contains("every host has paxos_join"), "{err}");
+    let typed = edit(|v| host(v, "node3")["paxos_join"] = json!("yes"));
+    let err = load(&typed).unwrap_err().to_string();
+    assert!(err.contains("paxos_join") && err.contains("\"yes\""), "{err}");
+}

@@ -237,7 +237,15 @@ mod tests {
     use super::*;
 
     fn node() -> NodeEntry {
-        NodeEntry { id: 2, name: "db 2".into(), host: "10.0.0.12".into(), port: 7100, roles: vec![], host_key: None }
+        NodeEntry {
+            id: 2,
+            name: "db 2".into(),
+            host: "10.0.0.12".into(),
+            port: 7100,
+            roles: vec![],
+            host_key: None,
+            join: false,
+        }
     }
 
     #[test]

@@ -167,6 +167,7 @@ mod tests {
             port: 7101,
             roles: vec![],
             host_key: None,
+            join: false,
         };
         let mut status: NodeStatus = serde_json::from_value(serde_json::json!({
             "cluster": "c", "id": 1, "name": "node1", "address": "127.0.0.1:7101", "roles": [],

@@ -28,6 +28,7 @@ fn inventory() -> Inventory {
         port: 7100 + id as u16,
         roles: vec!["proposer".into(), "acceptor".into(), "learner".into()],
         host_key: Some(key.into()),
+        join: false,
     };
     Inventory {
         cluster: "test".into(),
