@@ -1,9 +1,8 @@
 //! Membership changes on real daemons over loopback, asked with the stock
 //! OpenSSH client: a removal that would leave no live quorum is refused, a
 //! learner is added and removed, and removing the leader moves leadership
-//! to a node that stays, while acknowledged writes stay readable. (A node added here
-//! does not run: starting one from the replicated configuration is not
-//! built yet.)
+//! to a node that stays, while acknowledged writes stay readable. (The node
+//! added here never runs; `cluster_membership_grow` starts the added ones.)
 
 mod support_cluster;
 

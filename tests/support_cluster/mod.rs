@@ -192,6 +192,13 @@ impl Drop for Cluster {
 impl Cluster {
     /// Keys, inventory, known_hosts and node configs for `n` nodes; nothing runs yet.
     pub fn prepare(n: u64) -> Cluster {
+        Cluster::prepare_joining(n, 0)
+    }
+
+    /// `prepare(seed + joining)`, where the last `joining` nodes are marked
+    /// `paxos_join`: outside the seed configuration, waiting to be added.
+    pub fn prepare_joining(seed: u64, joining: u64) -> Cluster {
+        let n = seed + joining;
         let dir = tempfile::Builder::new().prefix("paxos-itest-").tempdir().expect("temp dir");
         let keys_dir = dir.path().join("keys");
         fs::create_dir(&keys_dir).unwrap();
@@ -209,11 +216,12 @@ impl Cluster {
             let port = free_port();
             known_hosts.push_str(&keys::known_hosts_line("127.0.0.1", port, &public));
             known_hosts.push('\n');
-            entries.insert(
-                format!("node{id}"),
-                json!({"ansible_host": "127.0.0.1", "paxos_id": id, "paxos_port": port,
-                       "paxos_host_key": keys::public_line(&public)}),
-            );
+            let mut host = json!({"ansible_host": "127.0.0.1", "paxos_id": id, "paxos_port": port,
+                                  "paxos_host_key": keys::public_line(&public)});
+            if id > seed {
+                host["paxos_join"] = json!(true);
+            }
+            entries.insert(format!("node{id}"), host);
             let data_dir = dir.path().join(format!("node{id}"));
             let config = dir.path().join(format!("node{id}.json"));
             let node_config = json!({
