@@ -65,6 +65,10 @@ pub(crate) struct Rejoin {
     pub promises: BTreeMap<NodeId, Promise>,
     /// Phase 1 succeeded at `ballot`; joining once every slot below this is learned.
     pub learn_through: Option<Slot>,
+    /// Whose promises made that phase 1: still a quorum of every
+    /// configuration in view once the node has learned that far, or the
+    /// rejoin starts over (the view it began with may have been stale).
+    pub promisers: BTreeSet<NodeId>,
     /// No attempt before this tick (after a failed one).
     pub not_before: u64,
 }
@@ -178,14 +182,25 @@ impl Replica {
         let acceptor = self.roles().acceptor;
         let Voting::Recovering(rejoin) = &mut self.voting else { return };
         if let (Some(ballot), Some(through)) = (rejoin.ballot, rejoin.learn_through) {
-            if commit >= through {
+            if commit < through {
+                return;
+            }
+            let promisers = rejoin.promisers.clone();
+            if acceptor && self.membership().phase1_quorum_in(&promisers) {
                 self.join(JoinedHow::Rejoined { ballot });
+            } else if let Voting::Recovering(rejoin) = &mut self.voting {
+                // What it learned changed the configuration: phase 1 again,
+                // with the acceptors it now knows.
+                *rejoin = Rejoin { not_before: now, ..Rejoin::default() };
             }
             return;
         }
         if !acceptor {
-            // Nothing to have forgotten that anyone counts.
-            self.join(JoinedHow::Rejoined { ballot: Ballot::ZERO });
+            // A learner's lost state is nothing anyone counted, but this
+            // view may be one the node has not caught up on yet (a node
+            // that lost its data starts from its seed view): it rejoins
+            // once the log it learns makes it an acceptor, and never votes
+            // before. Until then there is nothing to vote on.
             return;
         }
         if rejoin.ballot.is_some() && now >= rejoin.started + t.retransmit {
@@ -245,6 +260,7 @@ impl Replica {
             .collect();
         let learn_through = promises.iter().map(|p| p.commit_index).max().unwrap_or(0);
         rejoin.learn_through = Some(learn_through);
+        rejoin.promisers = valid.clone();
         let mut highest: BTreeMap<Slot, Vote> = BTreeMap::new();
         for p in promises {
             for (slot, entry) in p.decided {
