@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 mod ansible;
+mod live;
 mod node_config;
 pub use ansible::{CLUSTER_VARS, NODE_VARS, PLAYBOOK_VARS};
 pub use node_config::{DefaultPaths, LogFormat, NodeConfig, default_paths};
@@ -208,6 +209,11 @@ impl Inventory {
     pub fn drill_settings(&self) -> Result<BTreeMap<NodeId, BTreeMap<String, String>>, ClusterError> {
         let by_name = ansible::drill_vars(&read(&self.path)?, &self.path)?;
         Ok(self.nodes.iter().map(|n| (n.id, by_name.get(&n.name).cloned().unwrap_or_default())).collect())
+    }
+
+    /// The inventory as a document in Ansible's JSON shape.
+    pub fn to_value(&self) -> serde_json::Value {
+        ansible::to_value(self)
     }
 
     pub fn to_json_pretty(&self) -> String {

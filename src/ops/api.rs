@@ -261,4 +261,6 @@ pub trait NodeApi: Send + Sync {
     /// Acceptors needed both to elect a leader and to commit (the larger
     /// of the phase-1 and phase-2 quorums).
     fn quorum(&self) -> usize;
+    /// The inventory this node started from (the cluster's seed inventory).
+    fn seed_inventory(&self) -> &crate::cluster::Inventory;
 }

@@ -21,9 +21,11 @@ use std::fmt;
 pub enum OpsCommand {
     Status,
     Leader,
-    /// `change: None` lists the members.
+    /// `change: None` lists the members; `inventory` prints them as an
+    /// inventory instead.
     Members {
         change: Option<MemberCommand>,
+        inventory: bool,
     },
     Propose {
         value: String,
@@ -181,11 +183,14 @@ registry! {
             "name": "the leader's name, or null", "address": "the leader's host:port, or null",
         };
     Members {
+        /// Print the live cluster as an inventory (Ansible's JSON shape).
+        #[arg(long)]
+        inventory: bool,
         #[command(subcommand)]
         change: Option<MembersWords>,
     }
         name: "members", access: read_only,
-        usage: "paxos members [--json] | members add NAME --addr HOST:PORT --key PUBKEY [--roles R,..] [--id N] [--force] \
+        usage: "paxos members [--json] | members --inventory | members add NAME --addr HOST:PORT --key PUBKEY [--roles R,..] [--id N] [--force] \
                 | members promote NAME [--roles R,..] [--force] | members demote NAME [--roles R,..] [--force] \
                 | members remove NAME [--force]",
         summary: "every node with its roles and connection; add, promote, demote or remove one (operators)",
@@ -343,7 +348,7 @@ impl OpsCommand {
     /// Whether the command leaves the log and the leadership as they are.
     /// A console is read-only itself: each of its lines is authorized on its own.
     pub fn is_read_only(&self) -> bool {
-        self.spec().read_only && !matches!(self, OpsCommand::Members { change: Some(_) })
+        self.spec().read_only && !matches!(self, OpsCommand::Members { change: Some(_), .. })
     }
 
     /// The state-machine operation of a log mutation, with its request id.
@@ -457,10 +462,13 @@ fn parse_words(line: &str, fast: bool) -> Result<Invocation, UsageError> {
     let command = match grammar.command {
         Words::Status {} => OpsCommand::Status,
         Words::Leader {} => OpsCommand::Leader,
-        Words::Members { change: None } => OpsCommand::Members { change: None },
-        Words::Members { change: Some(words) } => {
+        Words::Members { change: None, inventory } => OpsCommand::Members { change: None, inventory },
+        Words::Members { change: Some(_), inventory: true } => {
+            return Err(usage_error(name, "--inventory lists the cluster; it takes no change"));
+        }
+        Words::Members { change: Some(words), inventory: false } => {
             let change = words.command().map_err(|e| usage_error(name, e))?;
-            OpsCommand::Members { change: Some(change) }
+            OpsCommand::Members { change: Some(change), inventory: false }
         }
         Words::Propose { value, request } => OpsCommand::Propose { value: join(value), request },
         Words::Put { key, value, request } => OpsCommand::Put { key, value: join(value), request },

@@ -185,8 +185,13 @@ where
                 Answer::Leader(Some(LeaderInfo { id, name, address }))
             }
         },
-        OpsCommand::Members { change: None } => Answer::Members(api.members().await),
-        OpsCommand::Members { change: Some(change) } => {
+        OpsCommand::Members { change: None, inventory: false } => Answer::Members(api.members().await),
+        OpsCommand::Members { change: None, inventory: true } => {
+            let view = api.membership().await?;
+            let live = api.seed_inventory().with_membership(&view.membership).map_err(OpsError::Refused)?;
+            Answer::Inventory(live.to_value())
+        }
+        OpsCommand::Members { change: Some(change), .. } => {
             let result = change_members(api, change).await;
             audit(ctx, invocation, outcome(&result, |s| format!("ok slot={}", s.slot)));
             Answer::Submitted { key: None, submitted: result? }

@@ -20,6 +20,9 @@ pub enum Answer {
     /// `None` when this node knows no leader.
     Leader(Option<LeaderInfo>),
     Members(Vec<MemberInfo>),
+    /// `members --inventory`: the inventory document, printed as it is
+    /// with or without `--json`.
+    Inventory(Value),
     /// A mutation decided in the log (propose, put, delete, cas).
     Submitted {
         key: Option<String>,
@@ -249,6 +252,7 @@ impl Answer {
                 format!("{} {name}{address}\n", l.id)
             }
             Answer::Members(members) => members_text(members),
+            Answer::Inventory(doc) => format!("{doc:#}\n"),
             Answer::Submitted { key, submitted } => format!("{}\n", result_text(key.as_deref(), submitted)),
             // The bare value, so `$(paxos get k)` is the value; absent prints
             // nothing. Control bytes are escaped for the terminal's sake.
@@ -269,6 +273,7 @@ impl Answer {
             Answer::Leader(None) => json!({"leader": null}),
             Answer::Leader(Some(l)) => json!({"leader": l.id, "name": l.name, "address": l.address}),
             Answer::Members(m) => json!({ "members": m }),
+            Answer::Inventory(doc) => doc.clone(),
             Answer::Submitted { key, submitted } => {
                 let mut v = serde_json::to_value(submitted).unwrap_or_default();
                 if let Some(key) = key {

@@ -19,7 +19,8 @@ fn good_lines_parse_with_value_words_joined() {
         ("paxos status", OpsCommand::Status),
         ("status", OpsCommand::Status),
         ("  paxos   leader  ", OpsCommand::Leader),
-        ("members", OpsCommand::Members { change: None }),
+        ("members", OpsCommand::Members { change: None, inventory: false }),
+        ("members --inventory", OpsCommand::Members { change: None, inventory: true }),
         ("paxos propose hello world", OpsCommand::Propose { value: s("hello world"), request: None }),
         ("propose -5", OpsCommand::Propose { value: s("-5"), request: None }),
         (

@@ -267,6 +267,9 @@ impl crate::ops::NodeApi for GatedNode {
     fn quorum(&self) -> usize {
         self.inner.quorum()
     }
+    fn seed_inventory(&self) -> &crate::cluster::Inventory {
+        self.inner.seed_inventory()
+    }
 }
 
 /// Run a console over `node` with at most `limit` lines in flight; a

@@ -205,3 +205,31 @@ async fn the_checks_follow_the_roles_that_change_not_the_words() {
     assert_eq!(code, EXIT_OK, "{err}");
     assert_eq!(last_change(&node), Some(MemberChange::Remove { id: 4 }));
 }
+
+#[tokio::test]
+async fn members_inventory_lists_the_seed_hosts_and_the_joined_members() {
+    let node = FakeNode::new();
+    let (code, out, err) = run(&node, Role::Reader, "members --inventory").await;
+    assert_eq!(code, EXIT_OK, "{err}");
+    let before: Value = serde_json::from_str(&out).expect("an inventory document");
+    assert_eq!(before["all"]["hosts"].as_object().map(|h| h.len()), Some(3), "{out}");
+    let added = format!("members add db4 --addr 10.0.0.4:7000 --key {KEY} --id 9");
+    assert_eq!(run(&node, Role::Operator, &added).await.0, EXIT_OK);
+    let (code, out, err) = run(&node, Role::Reader, "members --inventory --json").await;
+    assert_eq!(code, EXIT_OK, "{err}");
+    let doc: Value = serde_json::from_str(&out).expect("JSON");
+    let db4 = &doc["all"]["hosts"]["db4"];
+    assert_eq!(db4["paxos_id"], 9, "{out}");
+    assert_eq!((db4["ansible_host"].as_str(), db4["paxos_port"].as_u64()), (Some("10.0.0.4"), Some(7000)));
+    assert_eq!((db4["paxos_join"].as_bool(), db4["paxos_host_key"].as_str()), (Some(true), Some(KEY)));
+    assert_eq!(doc["all"]["hosts"]["node1"], before["all"]["hosts"]["node1"], "seed hosts stay as they were");
+    // The document is an inventory paxos loads: the seed configuration is
+    // the one the cluster started with and db4 joins it.
+    let live = crate::cluster::Inventory::from_json(&out, "live.json").expect("a valid inventory");
+    let seed = live.consensus_config(9).expect("db4's config");
+    assert!(seed.joining && seed.members.keys().eq([1, 2, 3].iter()));
+    // It lists; it takes no change.
+    let (code, _, err) = run(&node, Role::Operator, "members --inventory remove db4").await;
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert!(err.contains("takes no change"), "{err}");
+}

@@ -19,6 +19,8 @@ use tokio::sync::mpsc;
 /// decided in the next slot. Failures can be injected per call kind.
 pub struct FakeNode {
     pub state: Mutex<FakeState>,
+    /// Its seed inventory: nodes 1-3 on 127.0.0.1:7101-7103, as `member` lists them.
+    pub inventory: crate::cluster::Inventory,
 }
 
 pub struct FakeState {
@@ -37,6 +39,17 @@ pub struct FakeState {
     pub log_panics: bool,
     /// The leader's view of each peer's commit index.
     pub progress: std::collections::BTreeMap<NodeId, PeerProgress>,
+}
+
+fn fake_inventory() -> crate::cluster::Inventory {
+    let hosts: serde_json::Map<String, serde_json::Value> = (1..=3)
+        .map(|id| {
+            let host = serde_json::json!({"ansible_host": "127.0.0.1", "paxos_id": id, "paxos_port": 7100 + id});
+            (format!("node{id}"), host)
+        })
+        .collect();
+    let doc = serde_json::json!({"all": {"hosts": hosts, "vars": {"paxos_cluster": "fake"}}});
+    crate::cluster::Inventory::from_json(&doc.to_string(), "fake.json").expect("the fake's inventory")
 }
 
 /// The fake's seed configuration: nodes 1-3 with every role, α 128.
@@ -70,6 +83,7 @@ impl FakeNode {
                 log_panics: false,
                 progress: Default::default(),
             }),
+            inventory: fake_inventory(),
         }
     }
 
@@ -222,6 +236,10 @@ impl NodeApi for FakeNode {
 
     fn quorum(&self) -> usize {
         2
+    }
+
+    fn seed_inventory(&self) -> &crate::cluster::Inventory {
+        &self.inventory
     }
 }
 
