@@ -5,6 +5,7 @@
 mod ssh_support;
 
 use futures::StreamExt;
+use paxos::ssh::server::{JOIN_COMMAND, JOIN_SUBSYSTEM};
 use paxos::ssh::{AccessList, PEER_SUBSYSTEM, SshClient, SshError, StreamEvent};
 use ssh_support::*;
 
@@ -164,4 +165,23 @@ async fn client_refuses_wrong_host_key() {
     assert!(matches!(err, SshError::HostKeyMismatch(_)), "{text}");
     assert!(text.contains(&f.host.fingerprint()), "{text}");
     assert!(text.contains(&f.operator.fingerprint()), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_members_key_may_fetch_the_inventory_for_joining() {
+    let f = fixture().await;
+    // A member's key (one just added, typically) runs exactly the inventory listing.
+    let client = connect(&f, &f.peer).await.unwrap();
+    let out = client.run(JOIN_SUBSYSTEM).await.unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout, format!("principal=peer 2 key={} command={JOIN_COMMAND}\n", f.peer.fingerprint()));
+    // Operators and readers have their own commands; not this one.
+    for who in [&f.operator, &f.reader] {
+        let client = connect(&f, who).await.unwrap();
+        let err = client.run(JOIN_SUBSYSTEM).await.unwrap_err();
+        assert!(matches!(err, SshError::Refused { .. }), "{err}");
+        let expected = format!("key {} from 127.0.0.1:", who.fingerprint());
+        eventually("the refusal to be logged", || logs().has_line(&["WARN", &expected, "may not open paxos-join"]))
+            .await;
+    }
 }

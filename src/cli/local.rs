@@ -29,6 +29,28 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     pub json_logs: bool,
+    /// Join a running cluster through the member at HOST:PORT: once
+    /// `paxos members add` for this node is applied there, fetch the live
+    /// inventory into the cluster file and start from it. Skipped when the
+    /// cluster file already lists this node with its key.
+    #[arg(long, value_name = "HOST:PORT", requires = "seed_key")]
+    pub join: Option<String>,
+    /// The host key of the member given to --join: "ssh-ed25519 AAAA..." or
+    /// a file holding it.
+    #[arg(long, value_name = "KEY", requires = "join")]
+    pub seed_key: Option<String>,
+}
+
+/// `--seed-key`: a public key line, or a file that holds one.
+fn seed_key(given: &str) -> anyhow::Result<russh::keys::PublicKey> {
+    if let Ok(key) = crate::cluster::parse_public_key(given) {
+        return Ok(key);
+    }
+    let path = std::path::Path::new(given);
+    if path.is_file() {
+        return keys::load_public_file(path).with_context(|| format!("--seed-key {given}"));
+    }
+    anyhow::bail!("--seed-key {given:?} is neither an \"ssh-ed25519 AAAA...\" key nor a file holding one")
 }
 
 pub fn init_logging(json: bool) {
@@ -59,11 +81,26 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         node.audit_log = audit;
     }
     init_logging(args.json_logs || node.log_format == LogFormat::Json);
-    let inventory = crate::cluster::Inventory::load(&node.cluster_file)?;
-    let cluster = Cluster::from_parts(node, inventory)?;
-    let id = cluster.me().id;
+    let id = node.id;
     let rt = super::runtime()?;
     rt.block_on(async move {
+        let joining = match (&args.join, &args.seed_key) {
+            (Some(seed), Some(key)) if !crate::node::join::already_joined(&node)? => {
+                Some((seed.clone(), seed_key(key)?))
+            }
+            _ => None,
+        };
+        let inventory = match joining {
+            Some((seed, key)) => tokio::select! {
+                joined = crate::node::join::join(&node, &seed, &key) => joined?,
+                () = wait_for_signal() => {
+                    info!(node = id, "signal received while waiting to join; stopping");
+                    return Ok(0);
+                }
+            },
+            None => crate::cluster::Inventory::load(&node.cluster_file)?,
+        };
+        let cluster = Cluster::from_parts(node, inventory)?;
         let shutdown = CancellationToken::new();
         let running = crate::node::serve::start(cluster, shutdown.clone()).await?;
         let stop = shutdown.clone();

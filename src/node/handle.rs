@@ -324,6 +324,10 @@ impl NodeApi for NodeHandle {
         })
     }
 
+    fn seed_inventory(&self) -> &crate::cluster::Inventory {
+        &self.inventory
+    }
+
     fn quorum(&self) -> usize {
         let acceptors = self.inventory.nodes.iter().filter(|n| n.roles().names().contains(&"acceptor")).count();
         match self.inventory.consensus_config(self.id).map(|c| c.validate()) {

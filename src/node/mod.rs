@@ -5,6 +5,7 @@
 
 pub mod clock;
 pub mod handle;
+pub mod join;
 pub mod memory;
 pub mod metrics;
 pub mod metrics_http;

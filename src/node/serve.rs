@@ -21,7 +21,7 @@ use crate::ssh::clock_probe::{ClockExchange, PROBE_INTERVAL};
 use crate::ssh::frame::DEFAULT_MAX_FRAME;
 use crate::ssh::peer::{PeerLink, PeerLinkSettings};
 use crate::ssh::server::{
-    AccessList, OperatorService, OperatorSession, PeerEvent, Principal, ServerSettings, SshServer,
+    AccessList, JOIN_COMMAND, OperatorService, OperatorSession, PeerEvent, Principal, ServerSettings, SshServer,
 };
 use crate::ssh::wall_clock::WallClock;
 use crate::storage::{DiskStorage, Opened, Owner, Storage};
@@ -248,6 +248,8 @@ impl OperatorService for OpsService {
             let role = match principal {
                 Principal::Operator => Role::Operator,
                 Principal::Reader => Role::Reader,
+                // A member's key fetches the live inventory (`paxos-join`), and nothing else.
+                Principal::Peer(_) if command_line == JOIN_COMMAND => Role::Reader,
                 Principal::Peer(_) => return EXIT_DENIED as u32,
             };
             let ctx = Context { api: &*api, role, fingerprint: &fingerprint, audit: Some(&audit) };

@@ -120,6 +120,12 @@ pub struct SshServer {
 /// Whether a subsystem name or exec command is an operator command line.
 /// OpenSSH joins the words after `-s` with single spaces, so
 /// `ssh node -s paxos status` requests the subsystem "paxos status".
+/// The subsystem a joining node fetches the live inventory on
+/// (`paxos serve --join`); only members' keys may open it.
+pub const JOIN_SUBSYSTEM: &str = "paxos-join";
+/// What `JOIN_SUBSYSTEM` runs, with the reader's rights.
+pub const JOIN_COMMAND: &str = "paxos members --inventory --json";
+
 pub fn is_operator_command(line: &str) -> bool {
     line == "paxos" || line.starts_with("paxos ")
 }
@@ -310,6 +316,30 @@ impl<M: DeserializeOwned + Send + 'static> Connection<M> {
                 return session.channel_failure(id);
             }
         };
+        self.start_session(id, principal, command_line, session)
+    }
+
+    /// `paxos-join`: a member's key (one just added, typically) fetches the
+    /// live inventory, and nothing else.
+    fn start_join(&mut self, id: ChannelId, session: &mut Session) -> Result<(), russh::Error> {
+        match (self.principal, &self.key) {
+            (Some(principal @ Principal::Peer(peer)), Some(key)) if self.shared.access.peers.accepts(peer, key) => {
+                self.start_session(id, principal, JOIN_COMMAND, session)
+            }
+            _ => {
+                warn!("{} may not open {JOIN_SUBSYSTEM}: only members' keys may", self.who());
+                session.channel_failure(id)
+            }
+        }
+    }
+
+    fn start_session(
+        &mut self,
+        id: ChannelId,
+        principal: Principal,
+        command_line: &str,
+        session: &mut Session,
+    ) -> Result<(), russh::Error> {
         let Some(channel) = self.idle.remove(&id) else {
             return session.channel_failure(id);
         };
@@ -460,6 +490,8 @@ impl<M: DeserializeOwned + Send + 'static> russh::server::Handler for Connection
     ) -> Result<(), Self::Error> {
         if name == PEER_SUBSYSTEM {
             self.open_peer_channel(channel, session)
+        } else if name == JOIN_SUBSYSTEM {
+            self.start_join(channel, session)
         } else if is_operator_command(name) {
             self.start_operator(channel, name, session)
         } else {

@@ -278,6 +278,30 @@ impl Cluster {
         self.nodes.iter_mut().find(|n| n.id == id).unwrap_or_else(|| panic!("no node {id}"))
     }
 
+    /// A machine outside the inventory: its key, a free port and a node
+    /// config whose cluster file (`nodeN-cluster.json`) does not exist yet.
+    /// Nothing runs; `spawn_with_args` starts it, e.g. with `--join`.
+    pub fn new_machine(&mut self, id: u64) -> &Node {
+        let key = self.dir.path().join("keys").join(format!("node{id}"));
+        let public = keys::generate_ed25519(&key, &format!("node{id}")).expect("generate key");
+        let port = free_port();
+        // Operators reach it over OpenSSH like the others.
+        let mut known = fs::read_to_string(&self.known_hosts).unwrap();
+        known.push_str(&keys::known_hosts_line("127.0.0.1", port, &public));
+        known.push('\n');
+        fs::write(&self.known_hosts, known).unwrap();
+        let data_dir = self.dir.path().join(format!("node{id}"));
+        let config = self.dir.path().join(format!("node{id}.json"));
+        let node_config = json!({
+            "id": id, "listen": format!("127.0.0.1:{port}"), "data_dir": data_dir,
+            "key_file": key, "cluster_file": self.dir.path().join(format!("node{id}-cluster.json")),
+        });
+        fs::write(&config, serde_json::to_string_pretty(&node_config).unwrap()).unwrap();
+        let log = self.dir.path().join(format!("node{id}.log"));
+        self.nodes.push(Node { id, port, config, data_dir, key, log, child: None, starts: 0 });
+        self.node(id)
+    }
+
     /// `paxos serve --config nodeN.json`, its output appended to nodeN.log.
     pub fn spawn(&mut self, id: u64) {
         self.spawn_with_env(id, &[]);
@@ -286,6 +310,15 @@ impl Cluster {
     /// `spawn`, with extra environment variables for the daemon (test hooks
     /// such as `PAXOS_CLOCK_SKEW_MS`).
     pub fn spawn_with_env(&mut self, id: u64, env: &[(&str, &str)]) {
+        self.spawn_with(id, env, &[]);
+    }
+
+    /// `spawn`, with extra arguments to `paxos serve`.
+    pub fn spawn_with_args(&mut self, id: u64, args: &[&str]) {
+        self.spawn_with(id, &[], args);
+    }
+
+    fn spawn_with(&mut self, id: u64, env: &[(&str, &str)], args: &[&str]) {
         let node = self.node_mut(id);
         assert!(node.child.is_none(), "node {id} is already running");
         let log = fs::OpenOptions::new().create(true).append(true).open(&node.log).unwrap();
@@ -293,6 +326,7 @@ impl Cluster {
             .arg("serve")
             .arg("--config")
             .arg(&node.config)
+            .args(args)
             .env("RUST_LOG", "info,russh=warn")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
