@@ -33,6 +33,10 @@ impl ClientState {
 
 impl Replica {
     pub(super) fn on_submit(&mut self, request: RequestId, command: Command) {
+        if self.is_removed() {
+            self.reply(request, Err(ClientError::Removed { maybe_applied: false }));
+            return;
+        }
         let (bytes, max) = (command.wire_len(), self.cfg.tuning.max_command_bytes);
         if bytes > max {
             self.reply(request, Err(ClientError::TooLarge { bytes, max }));
@@ -131,7 +135,30 @@ impl Replica {
         self.send(leader, Message::Forward(Forward { commands: chunk }));
     }
 
+    /// Whether this node's removal is in force: no configuration in view
+    /// has it, and one retired its id. It has no leader to send to.
+    pub(super) fn is_removed(&self) -> bool {
+        let (me, membership) = (self.id(), self.membership());
+        !membership.is_member(me) && membership.configs().any(|c| c.retired.contains(&me))
+    }
+
+    /// A removed node answers what waits on it at once, rather than let it
+    /// time out: nobody will decide it here any more. Each may have been
+    /// forwarded, or proposed while this node led, so it may be applied yet.
+    fn fail_pending_on_removal(&mut self) {
+        for (_, p) in std::mem::take(&mut self.clients.pending) {
+            for request in p.requests {
+                self.reply(request, Err(ClientError::Removed { maybe_applied: true }));
+            }
+        }
+        self.clients.forward.clear();
+    }
+
     pub(super) fn tick_clients(&mut self) {
+        if self.is_removed() {
+            self.fail_pending_on_removal();
+            return;
+        }
         let retry = self.cfg.timing.client_retry;
         let now = self.now;
         let due: Vec<Command> = self

@@ -90,6 +90,10 @@ pub enum ClientError {
     OutcomeUnknown,
     #[error("the command is {bytes} bytes encoded, over the limit of {max} (max_command_bytes)")]
     TooLarge { bytes: usize, max: usize },
+    /// This node's removal from the cluster is in force: it takes no
+    /// command. `maybe_applied`: the command had reached a leader before.
+    #[error("this node was removed from the cluster")]
+    Removed { maybe_applied: bool },
 }
 
 #[derive(Clone, Debug, PartialEq)]

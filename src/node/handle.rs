@@ -161,6 +161,7 @@ fn client_error(e: ClientError) -> NodeError {
         ClientError::TooLarge { bytes, max } => NodeError::TooLarge { bytes: bytes as u64, max: max as u64 },
         // Answered only to a withdrawal, which `submit_and_wait` handles.
         ClientError::Withdrawn => NodeError::NotApplied { waited_ms: 0 },
+        ClientError::Removed { maybe_applied } => NodeError::Removed { maybe_applied },
         ClientError::OutcomeUnknown => NodeError::Timeout { waited_ms: 0 },
     }
 }

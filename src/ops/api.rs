@@ -206,6 +206,11 @@ pub enum NodeError {
     BadTarget { reason: String },
     #[error("the node is shutting down; use another node")]
     ShuttingDown,
+    #[error(
+        "this node was removed from the cluster; send commands to a member (`paxos members` on one lists them){}",
+        if *maybe_applied { "; the command had reached a leader first and may have been applied" } else { "" }
+    )]
+    Removed { maybe_applied: bool },
     #[error("the command is {bytes} bytes encoded, over the cluster's limit of {max} bytes; nothing was applied")]
     TooLarge { bytes: u64, max: u64 },
     #[error("slots below {first_available} were compacted into a snapshot; ask again with --from {first_available}")]
@@ -227,6 +232,7 @@ impl NodeError {
                 | NodeError::Timeout { .. }
                 | NodeError::NotLeader { .. }
                 | NodeError::ShuttingDown
+                | NodeError::Removed { .. }
         )
     }
 }

@@ -288,7 +288,13 @@ impl World {
             self.operator_replies.insert(reply.request, reply.outcome);
             return Ok(());
         }
-        let response = reply.outcome.map_err(|e| self.fail(format!("client request failed: {e}")))?;
+        let response = match reply.outcome {
+            // As a real client does: the same command again on another
+            // node, once its retry timer fires (the session table applies it
+            // at most once).
+            Err(crate::consensus::ClientError::Removed { .. }) => return Ok(()),
+            outcome => outcome.map_err(|e| self.fail(format!("client request failed: {e}")))?,
+        };
         let acked = self.clients[client].answer(number, response, &mut self.recorder).map_err(|e| self.fail(e))?;
         if let Some(a) = acked {
             let in_log = self
