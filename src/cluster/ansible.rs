@@ -39,6 +39,7 @@ pub const PLAYBOOK_VARS: &[&str] = &[
     "paxos_catch_up_timeout",
     "paxos_metrics_listen",
     "paxos_clock_skew_warn_ms",
+    "paxos_state",
 ];
 
 /// Settings read only by `paxos drill`: shell command templates that apply

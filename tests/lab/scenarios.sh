@@ -274,3 +274,114 @@ scenario_drills() {
     [[ $(grep -Ec '^\* +[0-9]+ node[123] ' <<<"$out") == 1 ]] || fail "monitor --once does not mark one leader: $out"
     record "8. monitor --once over the hosts: three rows up, one leader"
 }
+
+# === 9. membership through the playbook =======================================
+# `paxos members --json` as NODE answers it (the OpenSSH client, ssh-config).
+members_of() { timeout 20 ssh -F "$WORK/ssh_config" -o BatchMode=yes -o ConnectTimeout=3 "$1" -s paxos members --json; }
+
+# lists_member ID ROLES NODES...: every NODE lists member ID with exactly
+# ROLES (sorted, comma-separated); ROLES "-" means NODE does not list ID.
+lists_member() {
+    local id=$1 roles=$2 h
+    shift 2
+    for h in "$@"; do
+        members_of "$h" | python3 -c '
+import json, sys
+id, want = int(sys.argv[1]), sys.argv[2]
+rows = [r for r in json.load(sys.stdin)["members"] if r["id"] == id]
+got = ",".join(sorted(rows[0]["roles"])) if rows else "-"
+sys.exit(0 if got == want else 1)' "$id" "$roles" || return 1
+    done
+}
+
+# task_changed LOG TASK HOST: the play's TASK reported "changed" for HOST.
+task_changed() {
+    awk -v task="TASK [paxos : $2" -v host="changed: [$3" \
+        'index($0, "TASK [") == 1 { inside = index($0, task) == 1 } inside && index($0, host) == 1 { found = 1 } END { exit !found }' "$1"
+}
+
+daemon_starts() { # the start time of paxos on each host, to show nobody restarted
+    local h
+    for h in "$@"; do
+        printf '%s=%s ' "$h" "$(docker exec "paxos-lab-$h" systemctl show -p ExecMainStartTimestampMonotonic --value paxos)"
+    done
+}
+
+# inventory_set HOST JSON: merges JSON into HOST's entry of the lab's
+# inventory ("vars": into all.vars).
+inventory_set() {
+    python3 - "$WORK/lab.json" "$1" "$2" <<'PY'
+import json, sys
+path, host, extra = sys.argv[1:]
+doc = json.load(open(path))
+entry = doc["all"]["vars"] if host == "vars" else doc["all"]["hosts"].setdefault(host, {})
+entry.update(json.loads(extra))
+json.dump(doc, open(path, "w"), indent=2)
+PY
+}
+
+scenario_membership() {
+    say "== 9. membership through the playbook: node4 joins (paxos_join), node1 leaves (paxos_state: absent)"
+    local t out starts log changed
+    # After scenario 5 the hosts run its upgraded binary: the play must not
+    # put the first one back (that alone restarts every node).
+    if [[ -e $WORK/paxos-new ]]; then
+        inventory_set vars "{\"paxos_binary_src\": \"$WORK/paxos-new\"}"
+    fi
+    paxos_cli put before-join written-before >/dev/null || fail "put before-join failed"
+    starts=$(daemon_starts node1 node2 node3)
+    boot_hosts node4
+    inventory_set node4 '{"ansible_host": "172.30.99.14", "paxos_id": 4, "paxos_join": true, "paxos_roles": ["acceptor", "learner"]}'
+    t=$SECONDS
+    playbook "$WORK/join.log" -i "$WORK/lab.json" "$ROOT/ansible/site.yml" \
+        || { tail -60 "$WORK/join.log"; fail "the rollout that adds node4 failed"; }
+    record "9. rollout with node4 (paxos_join, roles acceptor,learner): $((SECONDS - t)) s, changed=$(changed_total "$WORK/join.log")"
+    for log in 'Add this host as a learner' 'Promote it to its inventory roles'; do
+        task_changed "$WORK/join.log" "$log" node4 \
+            || { grep -A6 "TASK \[paxos : $log" "$WORK/join.log"; fail "the playbook did not run '$log' for node4"; }
+    done
+    "$PAXOS" --cluster "$WORK/lab.json" -i "$WORK/keys/operator" ssh-config -o "$WORK/ssh_config" 2>/dev/null
+    t=$SECONDS
+    wait_until 60 "every node to list node4 as acceptor,learner" lists_member 4 acceptor,learner node1 node2 node3 node4
+    wait_until 60 "node4 to read the value written before it joined" \
+        bash -c "[[ \$(timeout 20 ssh -F '$WORK/ssh_config' -o BatchMode=yes node4 -s paxos get --stale before-join) == written-before ]]"
+    out=$(timeout 20 ssh -F "$WORK/ssh_config" -o BatchMode=yes node4 -s paxos get before-join) || fail "a linearizable get on node4 failed: $out"
+    [[ $out == written-before ]] || fail "node4 reads before-join as '$out'"
+    [[ $(daemon_starts node1 node2 node3) == "$starts" ]] || fail "adding node4 restarted a node: $starts -> $(daemon_starts node1 node2 node3)"
+    docker exec paxos-lab-node1 grep -q node4 /etc/paxos/cluster.json && fail "node4 reached node1's cluster file"
+    record "9. node4 is listed as a member with roles acceptor,learner by all four nodes ($((SECONDS - t)) s after the play) and reads the value written before it joined (stale and linearizable); no other node restarted, no other cluster file changed"
+    playbook "$WORK/join2.log" -i "$WORK/lab.json" "$ROOT/ansible/site.yml" \
+        || { tail -40 "$WORK/join2.log"; fail "the second rollout with node4 failed"; }
+    changed=$(changed_total "$WORK/join2.log")
+    [[ $changed == 0 ]] || { grep -B3 'changed:' "$WORK/join2.log" | head -40; fail "second run with node4 changed=$changed"; }
+    record "9. a second run with node4: changed=0 (no second add, no promote)"
+
+    # node1 (a seed host) leaves, with a writer running all along.
+    starts=$(daemon_starts node2 node3 node4)
+    start_writer "$WORK/writes-membership.log"
+    wait_until 30 "the writer's first acknowledged write" write_acked_after "$WORK/writes-membership.log" 0
+    inventory_set node1 '{"paxos_state": "absent"}'
+    t=$SECONDS
+    playbook "$WORK/absent.log" -i "$WORK/lab.json" "$ROOT/ansible/site.yml" \
+        || { stop_writer; tail -60 "$WORK/absent.log"; fail "the rollout that removes node1 failed"; }
+    local took=$((SECONDS - t))
+    task_changed "$WORK/absent.log" 'Remove this host from the cluster' node1 \
+        || { stop_writer; grep -A6 'TASK \[paxos : Remove this host' "$WORK/absent.log"; fail "the playbook did not remove node1"; }
+    wait_until 60 "node2, node3 and node4 to list no node1" lists_member 1 - node2 node3 node4
+    [[ $(docker exec paxos-lab-node1 systemctl is-active paxos || true) == inactive ]] || fail "paxos still runs on node1"
+    [[ $(docker exec paxos-lab-node1 systemctl is-enabled paxos || true) == disabled ]] || fail "paxos is still enabled on node1"
+    docker exec paxos-lab-node1 sh -c 'test -n "$(ls -A /var/lib/paxos)"' || fail "node1's data directory was emptied"
+    docker exec paxos-lab-node2 grep -q '"node1"' /etc/paxos/cluster.json || fail "node1 left node2's cluster file (the seed configuration)"
+    local write_t0
+    write_t0=$(now_ms)
+    wait_until 30 "a write acknowledged after node1 left" write_acked_after "$WORK/writes-membership.log" "$write_t0"
+    stop_writer
+    paxos_cli put after-removal still-writing >/dev/null || fail "a put after node1 left failed"
+    out=$(timeout 20 ssh -F "$WORK/ssh_config" -o BatchMode=yes node4 -s paxos get after-removal) || fail "get on node4 failed: $out"
+    [[ $out == still-writing ]] || fail "node4 reads after-removal as '$out'"
+    [[ $(daemon_starts node2 node3 node4) == "$starts" ]] || fail "removing node1 restarted a node: $starts -> $(daemon_starts node2 node3 node4)"
+    local writes gap
+    gap=$(longest_gap "$WORK/writes-membership.log")
+    writes=$(check_acked "$WORK/writes-membership.log" node4)
+    record "9. node1 marked absent: removed and stopped in ${took} s; node2-4 no longer list it; its service is stopped and disabled, its data kept, it stays in the seed hosts' cluster files; writes go on (longest pause ${gap} ms, all $writes acknowledged writes read back through node4); no other node restarted"
+}
