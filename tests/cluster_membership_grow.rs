@@ -115,15 +115,21 @@ fn wait_learned(cluster: &Cluster, id: u64, key: &str, value: &str) {
     );
 }
 
-#[test]
-fn the_cluster_grows_from_three_to_five_under_writes_and_shrinks_back() {
-    let mut cluster = Cluster::prepare_joining(3, 2);
+/// Three seed nodes serving, and `joining` more prepared (not started).
+fn seed_started(joining: u64) -> Cluster {
+    let mut cluster = Cluster::prepare_joining(3, joining);
     for id in 1..=3 {
         cluster.spawn(id);
     }
     for id in 1..=3 {
         cluster.wait_serving(id);
     }
+    cluster
+}
+
+#[test]
+fn the_cluster_grows_from_three_to_five_under_writes_and_shrinks_back() {
+    let mut cluster = seed_started(2);
     cluster.wait_for_leader();
     cluster.put("before", "growth");
     let writer = Writer::start(&cluster);
@@ -200,13 +206,7 @@ fn the_cluster_grows_from_three_to_five_under_writes_and_shrinks_back() {
 
 #[test]
 fn a_sigkilled_member_is_replaced_by_a_fresh_machine() {
-    let mut cluster = Cluster::prepare_joining(3, 1);
-    for id in 1..=3 {
-        cluster.spawn(id);
-    }
-    for id in 1..=3 {
-        cluster.wait_serving(id);
-    }
+    let mut cluster = seed_started(1);
     let (leader, _) = cluster.wait_for_leader();
     let writer = Writer::start(&cluster);
     let dead = (1..=3).find(|id| *id != leader).unwrap();

@@ -16,6 +16,9 @@ impl Inventory {
     pub fn with_membership(&self, membership: &Membership) -> Result<Inventory, String> {
         let newest = membership.configs().last().unwrap_or(&membership.current);
         let mut live = self.clone();
+        // A joined host this inventory lists (a joined node's own cluster
+        // file) that is no member any more is left out, like any other.
+        live.nodes.retain(|n| !n.join || newest.members.contains_key(&n.id));
         for (id, member) in &newest.members {
             if let Some(seed) = self.node(*id) {
                 if !seed.join {
@@ -110,6 +113,19 @@ mod tests {
         assert_eq!(again.nodes, live.nodes);
         assert_eq!(again.consensus_config(4).unwrap().members, seed().consensus_config(1).unwrap().members);
         assert!(again.consensus_config(4).unwrap().joining);
+    }
+
+    #[test]
+    fn a_joined_host_of_this_inventory_that_was_removed_is_left_out() {
+        let joined = changed(&[MemberChange::Add { id: 4, member: joiner("db4", "10.0.0.4:7100") }]);
+        // A joined node's own cluster file lists it.
+        let own = seed().with_membership(&joined).unwrap();
+        let removed = changed(&[
+            MemberChange::Add { id: 4, member: joiner("db4", "10.0.0.4:7100") },
+            MemberChange::Remove { id: 4 },
+        ]);
+        assert_eq!(own.with_membership(&removed).unwrap().nodes, seed().nodes);
+        assert_eq!(own.with_membership(&joined).unwrap().nodes, own.nodes, "still a member: kept");
     }
 
     #[test]

@@ -31,6 +31,9 @@ use tracing::{info, warn};
 
 /// Between two attempts while the member does not accept this node yet.
 const RETRY: Duration = Duration::from_secs(1);
+/// One attempt (connect, authenticate, fetch) at most; a member that
+/// stalls is asked again.
+const FETCH_LIMIT: Duration = Duration::from_secs(30);
 /// How often the wait is logged.
 const LOG_EVERY: Duration = Duration::from_secs(30);
 
@@ -70,10 +73,11 @@ pub async fn join(node: &NodeConfig, seed: &str, seed_key: &PublicKey) -> anyhow
                 logged = Some(Instant::now());
             }
         };
-        match fetch(seed, seed_key, &identity).await {
-            Ok(text) => break text,
-            Err(Fetch::NotYet(why)) => wait(why),
-            Err(Fetch::Fatal(e)) => return Err(e),
+        match tokio::time::timeout(FETCH_LIMIT, fetch(seed, seed_key, &identity)).await {
+            Ok(Ok(text)) => break text,
+            Ok(Err(Fetch::NotYet(why))) => wait(why),
+            Ok(Err(Fetch::Fatal(e))) => return Err(e),
+            Err(_) => wait(format!("{seed} did not answer the join within {} s", FETCH_LIMIT.as_secs())),
         }
         tokio::time::sleep(RETRY).await;
     };

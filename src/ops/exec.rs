@@ -155,6 +155,11 @@ fn outcome<T>(result: &Result<T, OpsError>, ok: impl FnOnce(&T) -> String) -> St
 async fn change_members(api: &dyn NodeApi, change: &MemberCommand) -> Result<Submitted, OpsError> {
     let names: BTreeMap<NodeId, String> = api.members().await.into_iter().map(|m| (m.id, m.name)).collect();
     let seed_name = |id: NodeId| names.get(&id).cloned();
+    if let MemberCommand::Add { name, address, key, .. } = change
+        && let Some(clash) = members::seed_host_clash(api.seed_inventory(), name, address, key)
+    {
+        return Err(OpsError::Refused(clash));
+    }
     let change = members::checked_change(api, change, &seed_name).await?.map_err(OpsError::Refused)?;
     let submitted = api.submit(Op::Reconfigure { change }, None).await?;
     match submitted.result {

@@ -175,6 +175,33 @@ fn resolve(
         .ok_or_else(|| format!("no member is named {name:?} (see `paxos members`)"))
 }
 
+/// Why a node added as `name` at `address` with `key` would clash with a
+/// host of the seed inventory, removed ones included (they stay in every
+/// inventory the cluster hands out): names, addresses and keys are each
+/// one host's. A `paxos_join` host is the one being added, not a clash.
+pub fn seed_host_clash(seed: &crate::cluster::Inventory, name: &str, address: &str, key: &str) -> Option<String> {
+    let key = crate::cluster::parse_public_key(key).ok();
+    let same_key = |line: &Option<String>| {
+        let theirs = line.as_deref().and_then(|l| crate::cluster::parse_public_key(l).ok());
+        matches!((&key, theirs), (Some(a), Some(b)) if a.key_data() == b.key_data())
+    };
+    seed.nodes.iter().filter(|n| !n.join).find_map(|n| {
+        let what = if n.name == name {
+            "name"
+        } else if n.address() == address {
+            "address"
+        } else if same_key(&n.host_key) {
+            "key"
+        } else {
+            return None;
+        };
+        Some(format!(
+            "the {what} is seed host {:?}'s (id {}); a seed host keeps its name, address and key even once removed",
+            n.name, n.id
+        ))
+    })
+}
+
 /// The change to put in the log, after the checks that need the live
 /// cluster. `Err` is a refusal to show the operator.
 pub fn plan(

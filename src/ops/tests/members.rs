@@ -233,3 +233,17 @@ async fn members_inventory_lists_the_seed_hosts_and_the_joined_members() {
     assert_eq!(code, EXIT_USAGE, "{err}");
     assert!(err.contains("takes no change"), "{err}");
 }
+
+#[tokio::test]
+async fn a_new_node_may_not_take_a_seed_hosts_name_address_or_key_even_once_it_is_removed() {
+    let node = FakeNode::new();
+    for (line, what) in [
+        (format!("members add node2 --addr 10.0.0.9:7000 --key {KEY}"), "the name is seed host \"node2\"'s"),
+        (format!("members add db9 --addr 127.0.0.1:7102 --key {KEY}"), "the address is seed host \"node2\"'s"),
+    ] {
+        let (code, _, err) = run(&node, Role::Operator, &line).await;
+        assert_eq!(code, EXIT_FAILED, "{line}: {err}");
+        assert!(err.contains(what), "{line}: {err}");
+    }
+    assert!(last_change(&node).is_none(), "nothing reached the log");
+}
