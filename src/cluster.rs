@@ -104,6 +104,12 @@ impl NodeEntry {
         }
     }
 
+    /// Whether this host's pinned key is `key` (compared by key material).
+    pub fn holds_key(&self, key: &PublicKey) -> bool {
+        let pinned = self.host_key.as_deref().and_then(|line| parse_public_key(line).ok());
+        pinned.is_some_and(|pinned| pinned.key_data() == key.key_data())
+    }
+
     /// Roles parsed from their names; `validate` has already refused unknown ones.
     pub fn roles(&self) -> Roles {
         Roles::from_names(&self.roles).unwrap_or(Roles::LEARNER)

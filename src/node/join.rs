@@ -24,7 +24,6 @@ use crate::ssh::client::SshClient;
 use crate::ssh::server::JOIN_SUBSYSTEM;
 use anyhow::{Context as _, bail};
 use russh::keys::{PrivateKey, PublicKey};
-use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -44,8 +43,7 @@ pub fn already_joined(node: &NodeConfig) -> anyhow::Result<bool> {
     }
     let inventory = Inventory::load(&node.cluster_file)?;
     let me = load_key(node)?;
-    let listed = inventory.node(node.id).and_then(|n| n.host_key.as_deref()).map(crate::cluster::parse_public_key);
-    Ok(matches!(listed, Some(Ok(key)) if key.key_data() == me.public_key().key_data()))
+    Ok(inventory.node(node.id).is_some_and(|n| n.holds_key(me.public_key())))
 }
 
 fn load_key(node: &NodeConfig) -> anyhow::Result<PrivateKey> {
@@ -85,12 +83,7 @@ pub async fn join(node: &NodeConfig, seed: &str, seed_key: &PublicKey) -> anyhow
         .with_context(|| format!("the inventory {seed} sent for joining"))?;
     inventory.require_host_keys()?;
     match inventory.node(node.id) {
-        Some(entry)
-            if entry
-                .host_key
-                .as_deref()
-                .map(crate::cluster::parse_public_key)
-                .is_some_and(|k| matches!(k, Ok(k) if k.key_data() == identity.public_key().key_data())) => {}
+        Some(entry) if entry.holds_key(identity.public_key()) => {}
         Some(entry) => bail!(
             "the cluster lists node {} ({}) with another key than {}; the id in {} may be wrong",
             node.id,
@@ -98,25 +91,17 @@ pub async fn join(node: &NodeConfig, seed: &str, seed_key: &PublicKey) -> anyhow
             me,
             node.path.display()
         ),
-        None => {
-            let holder = inventory.nodes.iter().find(|n| {
-                n.host_key
-                    .as_deref()
-                    .and_then(|k| crate::cluster::parse_public_key(k).ok())
-                    .is_some_and(|k| k.key_data() == identity.public_key().key_data())
-            });
-            match holder {
-                Some(n) => bail!(
-                    "the cluster added this node's key as node {} ({}), but {} says id {}; set \"id\": {}",
-                    n.id,
-                    n.name,
-                    node.path.display(),
-                    node.id,
-                    n.id
-                ),
-                None => bail!("the inventory {seed} sent does not list node {}", node.id),
-            }
-        }
+        None => match inventory.nodes.iter().find(|n| n.holds_key(identity.public_key())) {
+            Some(n) => bail!(
+                "the cluster added this node's key as node {} ({}), but {} says id {}; set \"id\": {}",
+                n.id,
+                n.name,
+                node.path.display(),
+                node.id,
+                n.id
+            ),
+            None => bail!("the inventory {seed} sent does not list node {}", node.id),
+        },
     }
     write_atomically(&node.cluster_file, &inventory.to_json_pretty())?;
     info!(
@@ -161,15 +146,12 @@ async fn fetch(seed: &str, seed_key: &PublicKey, identity: &PrivateKey) -> Resul
 }
 
 /// `text` to `path` through a temporary file, synced and renamed, so a
-/// crash leaves the old file or the new one.
+/// crash leaves the old file or the new one (`storage::write_atomically`).
 fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!(".{}.joining", path.file_name().and_then(|n| n.to_str()).unwrap_or("cluster.json")));
-    let mut file = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    std::fs::File::open(dir)?.sync_all()?;
+    let name =
+        path.file_name().and_then(|n| n.to_str()).with_context(|| format!("{} names no file", path.display()))?;
+    crate::storage::write_atomically(dir, &format!(".{name}.joining"), name, text.as_bytes())?;
     Ok(())
 }

@@ -181,16 +181,12 @@ fn resolve(
 /// one host's. A `paxos_join` host is the one being added, not a clash.
 pub fn seed_host_clash(seed: &crate::cluster::Inventory, name: &str, address: &str, key: &str) -> Option<String> {
     let key = crate::cluster::parse_public_key(key).ok();
-    let same_key = |line: &Option<String>| {
-        let theirs = line.as_deref().and_then(|l| crate::cluster::parse_public_key(l).ok());
-        matches!((&key, theirs), (Some(a), Some(b)) if a.key_data() == b.key_data())
-    };
     seed.nodes.iter().filter(|n| !n.join).find_map(|n| {
         let what = if n.name == name {
             "name"
         } else if n.address() == address {
             "address"
-        } else if same_key(&n.host_key) {
+        } else if key.as_ref().is_some_and(|k| n.holds_key(k)) {
             "key"
         } else {
             return None;
