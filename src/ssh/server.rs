@@ -117,15 +117,15 @@ pub struct SshServer {
     peer_events: Option<mpsc::Sender<PeerEvent>>,
 }
 
-/// Whether a subsystem name or exec command is an operator command line.
-/// OpenSSH joins the words after `-s` with single spaces, so
-/// `ssh node -s paxos status` requests the subsystem "paxos status".
 /// The subsystem a joining node fetches the live inventory on
 /// (`paxos serve --join`); only members' keys may open it.
 pub const JOIN_SUBSYSTEM: &str = "paxos-join";
 /// What `JOIN_SUBSYSTEM` runs, with the reader's rights.
 pub const JOIN_COMMAND: &str = "paxos members --inventory --json";
 
+/// Whether a subsystem name or exec command is an operator command line.
+/// OpenSSH joins the words after `-s` with single spaces, so
+/// `ssh node -s paxos status` requests the subsystem "paxos status".
 pub fn is_operator_command(line: &str) -> bool {
     line == "paxos" || line.starts_with("paxos ")
 }
